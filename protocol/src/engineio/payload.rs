@@ -1,0 +1,86 @@
+//! HTTP long-polling payloads: packets joined by the record separator
+//! `\x1e`, binary packets as `b` + base64.
+//!
+//! Socket.IO packets are JSON, which escapes control characters, so a
+//! separator never appears inside one; a raw Engine.IO message that holds
+//! `\x1e` cannot travel over polling (the same holds for the reference
+//! implementation).
+
+use super::{Error, Packet};
+
+/// The record separator between packets.
+pub const SEPARATOR: char = '\x1e';
+
+/// Decodes a polling request body into at most `max_packets` packets.
+/// Stops at the first bad packet: the reference server closes the session
+/// on a parse error, so the rest is never needed.
+pub fn decode(body: &[u8], max_packets: usize) -> Result<Vec<Packet<'_>>, Error> {
+    let text = std::str::from_utf8(body).map_err(|_| Error::InvalidUtf8)?;
+    let mut packets = Vec::new();
+    for record in text.split(SEPARATOR) {
+        if packets.len() == max_packets {
+            return Err(Error::TooManyPackets(max_packets));
+        }
+        packets.push(Packet::decode(record)?);
+    }
+    Ok(packets)
+}
+
+/// Appends `packets` as one polling response body.
+pub fn encode<'p, 'a: 'p>(packets: impl IntoIterator<Item = &'p Packet<'a>>, out: &mut String) {
+    for (i, packet) in packets.into_iter().enumerate() {
+        if i > 0 {
+            out.push(SEPARATOR);
+        }
+        packet.encode(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_example() {
+        let wire = "4hello\x1ebAQIDBA==";
+        let packets = vec![
+            Packet::Message("hello".into()),
+            Packet::Binary(vec![1, 2, 3, 4].into()),
+        ];
+        assert_eq!(decode(wire.as_bytes(), 16), Ok(packets.clone()));
+        let mut out = String::new();
+        encode(&packets, &mut out);
+        assert_eq!(out, wire);
+    }
+
+    #[test]
+    fn edge_cases() {
+        // An empty body is one empty record, which is not a packet.
+        assert_eq!(decode(b"", 16), Err(Error::Empty));
+        assert_eq!(decode(b"4a\x1e", 16), Err(Error::Empty));
+        assert_eq!(decode(b"4a\x1e\x1e4b", 16), Err(Error::Empty));
+        assert_eq!(decode(b"\xff\xfe", 16), Err(Error::InvalidUtf8));
+        assert_eq!(decode(b"4a\x1e9", 16), Err(Error::UnknownType('9')));
+        assert_eq!(decode(b"2\x1e2\x1e2", 2), Err(Error::TooManyPackets(2)));
+        assert_eq!(decode(b"2\x1e2", 2).map(|p| p.len()), Ok(2));
+        // JSON escapes the separator, so it survives inside a message.
+        let escaped = r#"42["x","a\u001eb"]"#;
+        assert_eq!(
+            decode(escaped.as_bytes(), 16),
+            Ok(vec![Packet::Message(escaped[1..].into())])
+        );
+        let mut out = String::new();
+        encode(&[] as &[Packet<'_>], &mut out);
+        assert_eq!(out, "");
+    }
+
+    #[test]
+    fn hundred_packets() {
+        let packets: Vec<_> = (0..100)
+            .map(|i| Packet::Message(format!("2[\"ev\",{i}]").into()))
+            .collect();
+        let mut out = String::new();
+        encode(&packets, &mut out);
+        assert_eq!(decode(out.as_bytes(), 100), Ok(packets));
+    }
+}

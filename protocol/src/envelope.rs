@@ -1,0 +1,341 @@
+//! Bus envelopes: what travels on each subject of the bus contract, as
+//! postcard bytes behind a protocol version.
+//!
+//! | subject | body | reply |
+//! | --- | --- | --- |
+//! | `P.conn.<ns>` | [`ConnectRequest`] | [`ConnectReply`] |
+//! | `P.ev.<ns>.<event>` | [`Event`] | [`AckReply`] when the client asked for an ack |
+//! | `P.disc.<ns>` | [`Disconnect`] | — |
+//! | `P.room.<ns>.<room>`, `P.ns.<ns>` | [`Emit`] | — |
+//! | `P.gw.<gateway-id>` | [`Command`] | [`CommandReply`] |
+//! | `P.ctl` | [`ControlRequest`] | [`ControlReply`], one per gateway |
+//! | `P.hb` | [`Heartbeat`] | — |
+//!
+//! JSON data (auth, socket data, event arguments) travels as the raw text
+//! the client sent: the gateway never parses it into a tree. Emits carry a
+//! Socket.IO packet already encoded, so a gateway frames it once for all
+//! its recipients.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::id::{GatewayId, NoRandomness, SocketId};
+
+/// The envelope format revision. A receiver rejects every other value.
+pub const VERSION: u16 = 1;
+
+/// Why an envelope could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("envelope version {0} is not supported (expected {VERSION})")]
+    UnknownVersion(u16),
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    #[error("cannot encode envelope: {0}")]
+    Encode(String),
+}
+
+/// Serializes `body` behind the version.
+pub fn encode<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, Error> {
+    let out = postcard::to_extend(&VERSION, Vec::with_capacity(64))
+        .map_err(|e| Error::Encode(e.to_string()))?;
+    postcard::to_extend(body, out).map_err(|e| Error::Encode(e.to_string()))
+}
+
+/// Reads an envelope, checking the version before the body. Trailing bytes
+/// are malformed, so a truncated or padded message never half-decodes.
+pub fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Error> {
+    let malformed = |e: postcard::Error| Error::Malformed(e.to_string());
+    let (version, rest) = postcard::take_from_bytes::<u16>(bytes).map_err(malformed)?;
+    if version != VERSION {
+        return Err(Error::UnknownVersion(version));
+    }
+    let (body, rest) = postcard::take_from_bytes(rest).map_err(malformed)?;
+    if !rest.is_empty() {
+        return Err(Error::Malformed(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(body)
+}
+
+/// [`decode`] for bodies that own their data.
+pub fn decode_owned<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    decode(bytes)
+}
+
+/// What the client sent when it connected (socket.io's `socket.handshake`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Handshake {
+    /// Request headers, lower-case names, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// Query string parameters.
+    pub query: Vec<(String, String)>,
+    /// The client address (after trusted proxy headers).
+    pub address: String,
+    /// Milliseconds since the Unix epoch when the session was opened.
+    pub issued: u64,
+    /// The request URL (path and query).
+    pub url: String,
+    /// Whether the connection arrived over TLS.
+    pub secure: bool,
+    /// The CONNECT packet's auth object as JSON text, if any.
+    pub auth: Option<String>,
+}
+
+/// Everything a handler knows about the socket an event came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketContext {
+    /// The socket id; its gateway owns the socket.
+    pub id: SocketId,
+    pub ns: String,
+    pub handshake: Handshake,
+    /// Socket data set by the application, as JSON text.
+    pub data: Option<String>,
+    /// The rooms the socket is in, its own id room excluded.
+    pub rooms: Vec<String>,
+}
+
+/// `P.conn.<ns>` request: a client wants to join a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    pub socket: SocketContext,
+}
+
+/// `P.conn.<ns>` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectReply {
+    /// Accept, with initial socket data (JSON text) and rooms.
+    Accept {
+        data: Option<String>,
+        rooms: Vec<String>,
+    },
+    /// Refuse; the client gets `connect_error` with this JSON object.
+    Reject { data: String },
+}
+
+/// `P.ev.<ns>.<event>`: one client event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event<'a> {
+    pub socket: SocketContext,
+    #[serde(borrow)]
+    pub event: Cow<'a, str>,
+    /// The whole data array (`["event", args…]`) as the client sent it.
+    #[serde(borrow)]
+    pub data: Cow<'a, str>,
+    /// Binary attachments its placeholders refer to.
+    pub attachments: Vec<Bytes>,
+}
+
+/// Reply to an event or an emit-with-ack: the ack arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AckReply {
+    /// The arguments as a JSON array.
+    pub data: String,
+    pub attachments: Vec<Bytes>,
+}
+
+/// Why a socket left its namespace, with socket.io's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DisconnectReason {
+    ClientNamespaceDisconnect,
+    ServerNamespaceDisconnect,
+    TransportClose,
+    TransportError,
+    PingTimeout,
+    ParseError,
+    ForcedClose,
+    ServerShuttingDown,
+}
+
+impl DisconnectReason {
+    /// The reason string socket.io reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientNamespaceDisconnect => "client namespace disconnect",
+            Self::ServerNamespaceDisconnect => "server namespace disconnect",
+            Self::TransportClose => "transport close",
+            Self::TransportError => "transport error",
+            Self::PingTimeout => "ping timeout",
+            Self::ParseError => "parse error",
+            Self::ForcedClose => "forced close",
+            Self::ServerShuttingDown => "server shutting down",
+        }
+    }
+}
+
+/// `P.disc.<ns>`: a socket is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disconnect {
+    pub socket: SocketContext,
+    pub reason: DisconnectReason,
+}
+
+/// Identifies one emit, so a socket reached through several rooms (and
+/// subjects) gets it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EmitId(pub u128);
+
+impl EmitId {
+    pub fn random() -> Result<Self, NoRandomness> {
+        let mut b = [0; 16];
+        getrandom::fill(&mut b).map_err(|_| NoRandomness)?;
+        Ok(Self(u128::from_le_bytes(b)))
+    }
+}
+
+/// An already-encoded Socket.IO packet: its text part and attachments.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EncodedPacket {
+    pub text: Bytes,
+    pub attachments: Vec<Bytes>,
+}
+
+/// `P.room.<ns>.<room>` and `P.ns.<ns>`: an emit to the local members of
+/// `rooms` (all sockets of `ns` when empty), minus members of `except`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emit {
+    pub id: EmitId,
+    pub ns: String,
+    pub rooms: Vec<String>,
+    pub except: Vec<String>,
+    /// Dropped rather than queued for a socket that is not ready.
+    pub volatile: bool,
+    pub packet: EncodedPacket,
+}
+
+/// `P.gw.<gateway-id>`: a command for one gateway about its sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Emit to one socket.
+    Emit {
+        socket: SocketId,
+        volatile: bool,
+        packet: EncodedPacket,
+    },
+    /// Emit an event to one socket and reply with the client's ack; the
+    /// gateway assigns the ack id.
+    EmitWithAck {
+        socket: SocketId,
+        /// The event's data array as JSON text.
+        data: String,
+        attachments: Vec<Bytes>,
+        timeout_ms: u64,
+    },
+    Join {
+        socket: SocketId,
+        rooms: Vec<String>,
+    },
+    Leave {
+        socket: SocketId,
+        rooms: Vec<String>,
+    },
+    /// Disconnect the socket; with `close`, the whole client connection.
+    Disconnect { socket: SocketId, close: bool },
+    /// Replace the socket's data (JSON text).
+    SetData {
+        socket: SocketId,
+        data: Option<String>,
+    },
+    /// A polling request that reached a gateway not owning its session.
+    Poll(ForwardedRequest),
+}
+
+/// A polling request forwarded to the owning gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedRequest {
+    pub post: bool,
+    pub query: String,
+    pub body: Bytes,
+}
+
+/// The owning gateway's answer to a forwarded polling request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+/// Reply to a [`Command`] sent as a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandReply {
+    Done,
+    /// The socket is not (or no longer) on this gateway.
+    UnknownSocket,
+    Ack(AckReply),
+    /// The client did not answer an emit-with-ack in time.
+    AckTimeout,
+    Poll(ForwardedResponse),
+}
+
+/// Which sockets a cluster operation applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Selector {
+    pub ns: String,
+    /// Members of any of these rooms; all sockets of `ns` when empty.
+    pub rooms: Vec<String>,
+    /// Minus members of any of these rooms.
+    pub except: Vec<String>,
+}
+
+/// `P.ctl`: a cluster operation every gateway answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    FetchSockets(Selector),
+    SocketsJoin {
+        selector: Selector,
+        rooms: Vec<String>,
+    },
+    SocketsLeave {
+        selector: Selector,
+        rooms: Vec<String>,
+    },
+    DisconnectSockets {
+        selector: Selector,
+        close: bool,
+    },
+    /// Emit an event to the selected sockets and gather their acks.
+    BroadcastWithAck {
+        selector: Selector,
+        data: String,
+        attachments: Vec<Bytes>,
+        timeout_ms: u64,
+    },
+}
+
+/// What one gateway answers to a [`ControlRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlReply {
+    pub gateway: GatewayId,
+    pub body: ControlResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlResult {
+    Sockets(Vec<SocketContext>),
+    /// How many sockets the operation touched.
+    Done {
+        sockets: u64,
+    },
+    /// The acks that arrived in time, and how many sockets were asked.
+    Acks {
+        acks: Vec<AckReply>,
+        expected: u64,
+    },
+}
+
+/// `P.hb`: a gateway announcing itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub gateway: GatewayId,
+    /// Where clients reach it.
+    pub address: String,
+    pub sockets: u64,
+    /// The gateway's version string.
+    pub version: String,
+    /// Milliseconds until the next heartbeat.
+    pub interval_ms: u64,
+    /// False while draining: it takes no new work.
+    pub ready: bool,
+}

@@ -1,0 +1,1 @@
+//! Binary values in packet data: placeholders and attachments.
