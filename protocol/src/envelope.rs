@@ -339,3 +339,224 @@ pub struct Heartbeat {
     /// False while draining: it takes no new work.
     pub ready: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::GatewayId;
+
+    fn socket() -> SocketContext {
+        SocketContext {
+            id: SocketId::from_parts(GatewayId::from_bytes([7; 8]), [9; 16]),
+            ns: "/chat".into(),
+            handshake: Handshake {
+                headers: vec![("user-agent".into(), "node".into())],
+                query: vec![("EIO".into(), "4".into())],
+                address: "127.0.0.1".into(),
+                issued: 1_700_000_000_000,
+                url: "/socket.io/?EIO=4&transport=websocket".into(),
+                secure: false,
+                auth: Some(r#"{"token":"t"}"#.into()),
+            },
+            data: None,
+            rooms: vec!["lobby".into()],
+        }
+    }
+
+    #[test]
+    fn version_comes_first_and_is_checked() {
+        let hb = Heartbeat {
+            gateway: GatewayId::from_bytes([1; 8]),
+            address: "127.0.0.1:3000".into(),
+            sockets: 3,
+            version: "0.1.0".into(),
+            interval_ms: 5000,
+            ready: true,
+        };
+        let bytes = encode(&hb).unwrap();
+        assert_eq!(bytes.first(), Some(&1), "varint version 1");
+        assert_eq!(decode_owned::<Heartbeat>(&bytes), Ok(hb.clone()));
+        let mut other = bytes.clone();
+        other[0] = 2;
+        assert_eq!(
+            decode_owned::<Heartbeat>(&other),
+            Err(Error::UnknownVersion(2))
+        );
+        // A version that is not even a valid varint, truncation and padding.
+        assert!(matches!(
+            decode_owned::<Heartbeat>(&[0xff; 4]),
+            Err(Error::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_owned::<Heartbeat>(&[]),
+            Err(Error::Malformed(_))
+        ));
+        for cut in 1..bytes.len() {
+            assert!(
+                matches!(
+                    decode_owned::<Heartbeat>(&bytes[..cut]),
+                    Err(Error::Malformed(_))
+                ),
+                "{cut}"
+            );
+        }
+        let mut padded = bytes;
+        padded.push(0);
+        assert!(matches!(
+            decode_owned::<Heartbeat>(&padded),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn events_borrow_from_the_message() {
+        let ev = Event {
+            socket: socket(),
+            event: "chat".into(),
+            data: r#"["chat",{"text":"hi"}]"#.into(),
+            attachments: vec![Bytes::from_static(&[0, 1, 2])],
+        };
+        let bytes = encode(&ev).unwrap();
+        let back: Event<'_> = decode(&bytes).unwrap();
+        assert!(matches!(back.data, Cow::Borrowed(_)));
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn every_body_round_trips() {
+        let packet = EncodedPacket {
+            text: Bytes::from_static(br#"2["x"]"#),
+            attachments: vec![],
+        };
+        let id = socket().id;
+        let selector = Selector {
+            ns: "/".into(),
+            rooms: vec!["a".into()],
+            except: vec!["b".into()],
+        };
+        macro_rules! check {
+            ($($v:expr),* $(,)?) => {$({
+                let v = $v;
+                assert_eq!(decode_owned(&encode(&v).unwrap()), Ok(v));
+            })*};
+        }
+        check!(
+            ConnectRequest { socket: socket() },
+            ConnectReply::Accept {
+                data: Some("{}".into()),
+                rooms: vec!["r".into()]
+            },
+            ConnectReply::Reject {
+                data: r#"{"message":"no"}"#.into()
+            },
+            AckReply {
+                data: "[1]".into(),
+                attachments: vec![Bytes::from_static(b"z")]
+            },
+            Disconnect {
+                socket: socket(),
+                reason: DisconnectReason::PingTimeout
+            },
+            Emit {
+                id: EmitId(u128::MAX),
+                ns: "/".into(),
+                rooms: vec!["a".into(), "b".into()],
+                except: vec![],
+                volatile: true,
+                packet: packet.clone(),
+            },
+            Command::Emit {
+                socket: id,
+                volatile: false,
+                packet: packet.clone()
+            },
+            Command::EmitWithAck {
+                socket: id,
+                data: r#"["q"]"#.into(),
+                attachments: vec![],
+                timeout_ms: 5000
+            },
+            Command::Join {
+                socket: id,
+                rooms: vec!["a".into()]
+            },
+            Command::Leave {
+                socket: id,
+                rooms: vec!["a".into()]
+            },
+            Command::Disconnect {
+                socket: id,
+                close: true
+            },
+            Command::SetData {
+                socket: id,
+                data: Some("1".into())
+            },
+            Command::Poll(ForwardedRequest {
+                post: true,
+                query: "EIO=4".into(),
+                body: Bytes::from_static(b"4x")
+            }),
+            CommandReply::Done,
+            CommandReply::UnknownSocket,
+            CommandReply::AckTimeout,
+            CommandReply::Ack(AckReply::default()),
+            CommandReply::Poll(ForwardedResponse {
+                status: 200,
+                content_type: "text/plain".into(),
+                body: Bytes::new()
+            }),
+            ControlRequest::FetchSockets(selector.clone()),
+            ControlRequest::SocketsJoin {
+                selector: selector.clone(),
+                rooms: vec!["c".into()]
+            },
+            ControlRequest::SocketsLeave {
+                selector: selector.clone(),
+                rooms: vec!["c".into()]
+            },
+            ControlRequest::DisconnectSockets {
+                selector: selector.clone(),
+                close: false
+            },
+            ControlRequest::BroadcastWithAck {
+                selector,
+                data: r#"["q"]"#.into(),
+                attachments: vec![],
+                timeout_ms: 1
+            },
+            ControlReply {
+                gateway: id.gateway(),
+                body: ControlResult::Sockets(vec![socket()])
+            },
+            ControlReply {
+                gateway: id.gateway(),
+                body: ControlResult::Done { sockets: 2 }
+            },
+            ControlReply {
+                gateway: id.gateway(),
+                body: ControlResult::Acks {
+                    acks: vec![AckReply::default()],
+                    expected: 3
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn reasons_use_socket_io_names() {
+        assert_eq!(
+            DisconnectReason::ClientNamespaceDisconnect.as_str(),
+            "client namespace disconnect"
+        );
+        assert_eq!(
+            DisconnectReason::ServerShuttingDown.as_str(),
+            "server shutting down"
+        );
+    }
+
+    #[test]
+    fn emit_ids_are_random() {
+        assert_ne!(EmitId::random().unwrap(), EmitId::random().unwrap());
+    }
+}
