@@ -1,5 +1,7 @@
 //! Property tests: decode(encode(x)) == x for every packet and envelope type.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::borrow::Cow;
 
 use bytes::Bytes;
