@@ -1,10 +1,172 @@
-//! The bus between gateways and workers: a narrow trait (publish,
-//! subscribe, queue-subscribe, request/reply) with a NATS implementation
-//! and an in-process one, the embedded default. Subjects and envelopes come
-//! from `sio-protocol`; nothing here knows about Socket.IO.
+//! The bus between gateways and workers.
 //!
-//! Skeleton: the trait and both implementations arrive with the gateway.
+//! A narrow, object-safe [`Bus`] trait (publish, subscribe, queue-subscribe,
+//! request/reply, scatter/gather) with two implementations that behave the
+//! same: [`NatsBus`] over a real NATS server, and [`MemoryBus`], the
+//! embedded default that runs gateway and workers in one process with no
+//! server. Subjects and envelopes come from `sio-protocol`; nothing here
+//! knows about Socket.IO.
+//!
+//! Both follow NATS semantics: `*` matches one subject token and `>` the
+//! rest; a queue group delivers each message to one of its members; a
+//! subscriber that does not keep up loses messages (counted) rather than
+//! growing memory; a request to a subject nobody listens on fails at once
+//! with [`Error::NoResponders`].
 
 #![forbid(unsafe_code)]
 
+mod memory;
+mod nats;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+pub use memory::MemoryBus;
+pub use nats::{NatsBus, NatsOptions};
 pub use sio_protocol::{envelope, subject};
+
+/// A message as a subscriber receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub subject: String,
+    /// Where to send the answer, for requests.
+    pub reply: Option<String>,
+    pub payload: Bytes,
+}
+
+/// What can go wrong on the bus.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("nobody is subscribed to {0}")]
+    NoResponders(String),
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("the bus connection is closed")]
+    Closed,
+    #[error("invalid subject {0:?}")]
+    InvalidSubject(String),
+    #[error("bus error: {0}")]
+    Other(String),
+}
+
+/// Whether the bus can carry messages right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Connected,
+    /// Reconnecting: publishes are buffered by the client or fail.
+    Disconnected,
+}
+
+/// A stream of messages for one subscription; unsubscribes when dropped.
+#[derive(Debug)]
+pub struct Subscription {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Memory(memory::Receiver),
+    Nats(async_nats::Subscriber),
+}
+
+impl Subscription {
+    /// The next message, or `None` once the bus is gone.
+    pub async fn next(&mut self) -> Option<Message> {
+        match &mut self.inner {
+            Inner::Memory(rx) => rx.recv().await,
+            Inner::Nats(sub) => {
+                use futures_util::StreamExt as _;
+                sub.next().await.map(|m| Message {
+                    subject: m.subject.to_string(),
+                    reply: m.reply.map(|r| r.to_string()),
+                    payload: m.payload,
+                })
+            }
+        }
+    }
+}
+
+/// The bus as gateways and workers see it. Object-safe so that either
+/// implementation can sit behind `Arc<dyn Bus>`.
+pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
+    /// Publishes a message; fire and forget.
+    fn publish(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Publishes a message that expects answers on `reply`.
+    fn publish_with_reply(
+        &self,
+        subject: String,
+        reply: String,
+        payload: Bytes,
+    ) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Receives every message on subjects matching `subject`.
+    fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, Error>>;
+
+    /// Like [`Bus::subscribe`], but each message goes to one member of `group`.
+    fn queue_subscribe(
+        &self,
+        subject: String,
+        group: String,
+    ) -> BoxFuture<'_, Result<Subscription, Error>>;
+
+    /// Sends a request and waits for the first answer.
+    fn request(
+        &self,
+        subject: String,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Bytes, Error>>;
+
+    /// A fresh subject for answers (an inbox).
+    fn new_inbox(&self) -> String;
+
+    /// Resolves once everything sent so far (subscriptions included) has
+    /// reached the server, so other connections see it.
+    fn flush(&self) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Whether messages flow right now.
+    fn state(&self) -> State;
+
+    /// Sends a request to many and gathers up to `expected` answers until
+    /// `timeout`; fewer answers are not an error (the caller decides).
+    fn gather(
+        &self,
+        subject: String,
+        payload: Bytes,
+        expected: usize,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Vec<Bytes>, Error>> {
+        Box::pin(async move {
+            let inbox = self.new_inbox();
+            let mut sub = self.subscribe(inbox.clone()).await?;
+            self.publish_with_reply(subject, inbox, payload).await?;
+            let mut answers = Vec::with_capacity(expected);
+            let deadline = tokio::time::Instant::now() + timeout;
+            while answers.len() < expected {
+                match tokio::time::timeout_at(deadline, sub.next()).await {
+                    Ok(Some(m)) => answers.push(m.payload),
+                    Ok(None) => return Err(Error::Closed),
+                    Err(_) => break,
+                }
+            }
+            Ok(answers)
+        })
+    }
+}
+
+impl Subscription {
+    fn memory(rx: memory::Receiver) -> Self {
+        Self {
+            inner: Inner::Memory(rx),
+        }
+    }
+
+    fn nats(sub: async_nats::Subscriber) -> Self {
+        Self {
+            inner: Inner::Nats(sub),
+        }
+    }
+}

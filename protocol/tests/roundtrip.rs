@@ -1,6 +1,11 @@
 //! Property tests: decode(encode(x)) == x for every packet and envelope type.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::borrow::Cow;
 

@@ -1,6 +1,8 @@
 //! Harness for the cross-crate tests: real `nats-server` processes on free
-//! loopback ports, gateways, workers and the stock socket.io client.
-//!
-//! Skeleton: the harness arrives with the gateway.
+//! loopback ports, and the buses under test.
 
 #![forbid(unsafe_code)]
+
+pub mod nats;
+
+pub use nats::NatsServer;

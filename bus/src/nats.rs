@@ -1,0 +1,182 @@
+//! The NATS bus, over async-nats. The client reconnects with backoff on
+//! its own; [`Bus::state`] reports the connection so gateways can say
+//! "not ready" meanwhile.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::{ConnectOptions, ServerAddr};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use crate::{Bus, Error, State, Subscription};
+
+/// How to reach and authenticate to NATS.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// Server URLs (`nats://host:4222`, `tls://…`); the client picks one
+    /// and fails over to the others.
+    pub urls: Vec<String>,
+    /// Connection name shown by the server's monitoring.
+    pub name: Option<String>,
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// An nkey seed (`SU…`).
+    pub nkey: Option<String>,
+    /// A `.creds` file (JWT + nkey seed).
+    pub credentials: Option<PathBuf>,
+    /// Require TLS even for `nats://` URLs.
+    pub tls: bool,
+    /// Extra root certificates (PEM) to trust.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// A bus over a NATS connection. Clones share the connection.
+#[derive(Debug, Clone)]
+pub struct NatsBus {
+    client: async_nats::Client,
+}
+
+impl NatsBus {
+    /// Starts connecting. Returns at once even if no server is reachable
+    /// yet: the client keeps retrying with backoff and [`Bus::state`] says
+    /// when it is up.
+    pub async fn connect(options: &NatsOptions) -> Result<Self, Error> {
+        let addrs = options
+            .urls
+            .iter()
+            .map(|u| {
+                u.parse::<ServerAddr>()
+                    .map_err(|e| Error::Other(format!("NATS URL {u:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if addrs.is_empty() {
+            return Err(Error::Other("no NATS URL given".into()));
+        }
+        let mut opts = ConnectOptions::new().retry_on_initial_connect();
+        if let Some(name) = &options.name {
+            opts = opts.name(name);
+        }
+        if let Some(token) = &options.token {
+            opts = opts.token(token.clone());
+        }
+        if let (Some(user), Some(password)) = (&options.user, &options.password) {
+            opts = opts.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(seed) = &options.nkey {
+            opts = opts.nkey(seed.clone());
+        }
+        if let Some(path) = &options.credentials {
+            opts = opts
+                .credentials_file(path)
+                .await
+                .map_err(|e| Error::Other(format!("credentials {}: {e}", path.display())))?;
+        }
+        if options.tls {
+            opts = opts.require_tls(true);
+        }
+        if let Some(ca) = &options.tls_ca {
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
+        let client = opts
+            .connect(addrs)
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?;
+        Ok(Self { client })
+    }
+
+    /// The underlying client, for what the trait does not cover.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> Error {
+    Error::Other(e.to_string())
+}
+
+impl Bus for NatsBus {
+    fn publish(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move { self.client.publish(subject, payload).await.map_err(other) })
+    }
+
+    fn publish_with_reply(
+        &self,
+        subject: String,
+        reply: String,
+        payload: Bytes,
+    ) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            self.client
+                .publish_with_reply(subject, reply, payload)
+                .await
+                .map_err(other)
+        })
+    }
+
+    fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, Error>> {
+        Box::pin(async move {
+            let sub = self.client.subscribe(subject).await.map_err(other)?;
+            Ok(Subscription::nats(sub))
+        })
+    }
+
+    fn queue_subscribe(
+        &self,
+        subject: String,
+        group: String,
+    ) -> BoxFuture<'_, Result<Subscription, Error>> {
+        Box::pin(async move {
+            let sub = self
+                .client
+                .queue_subscribe(subject, group)
+                .await
+                .map_err(other)?;
+            Ok(Subscription::nats(sub))
+        })
+    }
+
+    fn request(
+        &self,
+        subject: String,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Bytes, Error>> {
+        use async_nats::RequestErrorKind as Kind;
+        Box::pin(async move {
+            let request = async_nats::Request::new()
+                .payload(payload)
+                .timeout(Some(timeout));
+            match self.client.send_request(subject.clone(), request).await {
+                Ok(m) => Ok(m.payload),
+                Err(e) => Err(match e.kind() {
+                    Kind::NoResponders => Error::NoResponders(subject),
+                    Kind::TimedOut => Error::Timeout(timeout),
+                    Kind::Other => other(e),
+                }),
+            }
+        })
+    }
+
+    fn new_inbox(&self) -> String {
+        self.client.new_inbox()
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move { self.client.flush().await.map_err(other) })
+    }
+
+    fn state(&self) -> State {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => State::Connected,
+            _ => State::Disconnected,
+        }
+    }
+}
