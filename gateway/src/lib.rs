@@ -2,7 +2,11 @@
 //! for stock Socket.IO clients, owns sessions keyed by sid and the local
 //! room index, publishes client events to the bus and delivers emits to
 //! its local members. It holds no application logic.
-//!
-//! Skeleton: the server is built on top of `sio-protocol` and `sio-bus`.
 
 #![forbid(unsafe_code)]
+
+mod cli;
+pub mod config;
+pub mod logging;
+
+pub use config::Config;

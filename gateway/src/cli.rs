@@ -1,0 +1,1 @@
+//! Loading [`crate::Config`] from flags, environment and file.

@@ -1,0 +1,195 @@
+//! Gateway configuration: every option with socket.io's name and default.
+//!
+//! Sources, highest precedence first: command-line flags, `SIO_*`
+//! environment variables, the TOML file given by `--config`, built-in
+//! defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// An Engine.IO transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Polling,
+    Websocket,
+}
+
+impl Transport {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "polling" => Some(Self::Polling),
+            "websocket" => Some(Self::Websocket),
+            _ => None,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Polling => "polling",
+            Self::Websocket => "websocket",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything the gateway can be told.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Path the Engine.IO endpoint is mounted at.
+    pub path: String,
+
+    /// NATS server URLs; empty runs on the in-process bus.
+    pub nats: Vec<String>,
+    pub nats_name: Option<String>,
+    pub nats_token: Option<String>,
+    pub nats_user: Option<String>,
+    pub nats_password: Option<String>,
+    pub nats_nkey: Option<String>,
+    pub nats_creds: Option<PathBuf>,
+    pub nats_tls: bool,
+    pub nats_tls_ca: Option<PathBuf>,
+    pub nats_tls_cert: Option<PathBuf>,
+    pub nats_tls_key: Option<PathBuf>,
+    /// Subject prefix, so several apps can share one NATS.
+    pub prefix: String,
+
+    /// Milliseconds between server pings (pingInterval).
+    pub ping_interval: u64,
+    /// Milliseconds to wait for a pong (pingTimeout).
+    pub ping_timeout: u64,
+    /// Milliseconds an upgrade may take (upgradeTimeout).
+    pub upgrade_timeout: u64,
+    /// Largest message or polling body in bytes (maxHttpBufferSize).
+    pub max_http_buffer_size: usize,
+    /// Milliseconds a session may stay without joining a namespace
+    /// (connectTimeout).
+    pub connect_timeout: u64,
+    /// Allowed transports (transports).
+    pub transports: Vec<Transport>,
+    /// Whether polling sessions may upgrade to websocket (allowUpgrades).
+    pub allow_upgrades: bool,
+
+    /// CORS: allowed origins (`*` for any); empty disables CORS headers.
+    pub cors_origins: Vec<String>,
+    pub cors_credentials: bool,
+    pub cors_methods: Vec<String>,
+
+    /// Set the session cookie (what cookie-based sticky balancing needs).
+    pub cookie: bool,
+    pub cookie_name: String,
+    pub cookie_path: String,
+    pub cookie_http_only: bool,
+    /// `Strict`, `Lax` or `None`.
+    pub cookie_same_site: String,
+
+    /// Take the client address from `X-Forwarded-For` / `Forwarded`.
+    pub trust_proxy: bool,
+
+    /// Namespaces clients may join.
+    pub namespaces: Vec<String>,
+    /// Patterns for dynamic namespaces: `*` matches any run of characters.
+    pub namespace_patterns: Vec<String>,
+    /// Namespaces whose connects the workers must accept (over
+    /// `P.conn.<ns>`); others are accepted at once and workers notified.
+    pub authorize: Vec<String>,
+    /// Milliseconds to wait for a worker to accept or refuse a connect.
+    pub connect_request_timeout: u64,
+    /// Milliseconds to wait for a worker's answer to an event with an ack.
+    pub ack_timeout: u64,
+
+    /// Most concurrent client connections.
+    pub max_connections: usize,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// Most packets queued for one client before it is cut.
+    pub send_queue_packets: usize,
+    /// Most bytes queued for one client before it is cut.
+    pub send_queue_bytes: usize,
+    /// Websocket read buffer per connection, bytes.
+    pub ws_read_buffer: usize,
+    /// Websocket write buffer per connection, bytes.
+    pub ws_write_buffer: usize,
+    /// Most attachments in one binary packet.
+    pub max_attachments: usize,
+
+    /// Milliseconds between presence heartbeats on `P.hb`.
+    pub heartbeat_interval: u64,
+    /// Milliseconds a graceful drain may take before the process exits.
+    pub drain_timeout: u64,
+
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `sio_gateway=debug`.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            path: "/socket.io/".into(),
+            nats: Vec::new(),
+            nats_name: None,
+            nats_token: None,
+            nats_user: None,
+            nats_password: None,
+            nats_nkey: None,
+            nats_creds: None,
+            nats_tls: false,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
+            prefix: "sio".into(),
+            ping_interval: 25_000,
+            ping_timeout: 20_000,
+            upgrade_timeout: 10_000,
+            max_http_buffer_size: 1_000_000,
+            connect_timeout: 45_000,
+            transports: vec![Transport::Polling, Transport::Websocket],
+            allow_upgrades: true,
+            cors_origins: Vec::new(),
+            cors_credentials: false,
+            cors_methods: vec!["GET".into(), "POST".into()],
+            cookie: false,
+            cookie_name: "io".into(),
+            cookie_path: "/".into(),
+            cookie_http_only: true,
+            cookie_same_site: "Lax".into(),
+            trust_proxy: false,
+            namespaces: vec!["/".into()],
+            namespace_patterns: Vec::new(),
+            authorize: Vec::new(),
+            connect_request_timeout: 5_000,
+            ack_timeout: 10_000,
+            max_connections: 100_000,
+            backlog: 1024,
+            send_queue_packets: 1024,
+            send_queue_bytes: 4 << 20,
+            ws_read_buffer: 4096,
+            ws_write_buffer: 4096,
+            max_attachments: 64,
+            heartbeat_interval: 5_000,
+            drain_timeout: 10_000,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Milliseconds as a `Duration`.
+pub(crate) const fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
