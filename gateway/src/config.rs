@@ -119,9 +119,12 @@ pub struct Config {
     pub send_queue_packets: usize,
     /// Most bytes queued for one client before it is cut.
     pub send_queue_bytes: usize,
-    /// Websocket read buffer per connection, bytes.
+    /// Websocket read buffer per connection, bytes. Allocated up front for
+    /// every connection, so it dominates idle memory; larger messages grow
+    /// it as needed.
     pub ws_read_buffer: usize,
-    /// Websocket write buffer per connection, bytes.
+    /// Websocket write buffer per connection, bytes: queued frames are
+    /// written in chunks of this size. Grows only when used.
     pub ws_write_buffer: usize,
     /// Most attachments in one binary packet.
     pub max_attachments: usize,
@@ -178,7 +181,7 @@ impl Default for Config {
             backlog: 1024,
             send_queue_packets: 1024,
             send_queue_bytes: 4 << 20,
-            ws_read_buffer: 4096,
+            ws_read_buffer: 1024,
             ws_write_buffer: 4096,
             max_attachments: 64,
             heartbeat_interval: 5_000,

@@ -2,11 +2,199 @@
 //! for stock Socket.IO clients, owns sessions keyed by sid and the local
 //! room index, publishes client events to the bus and delivers emits to
 //! its local members. It holds no application logic.
+//!
+//! Data flow: [`http`](crate) accepts a request → a transport decodes
+//! Engine.IO packets → the socket layer decodes Socket.IO packets and
+//! publishes events on `P.ev.<ns>.<event>` → workers answer acks and emit
+//! on `P.room.*` / `P.ns.*` / `P.gw.<id>` → the gateway frames each emit
+//! once and queues it to every local recipient's bounded outbox.
+//!
+//! Embed it in another axum app with [`Gateway::router`], or run the
+//! binary `sio-gateway`.
 
 #![forbid(unsafe_code)]
 
 mod cli;
 pub mod config;
+mod gateway;
+mod http;
 pub mod logging;
+mod metrics;
+mod outbox;
+mod rooms;
+mod session;
+mod socket;
+mod transport;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sio_bus::{Bus, MemoryBus, NatsBus, NatsOptions};
+use sio_protocol::id::GatewayId;
+use sio_protocol::subject::Subjects;
+
+pub use cli::ConfigError;
 pub use config::Config;
+
+/// What can stop a gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("bus: {0}")]
+    Bus(#[from] sio_bus::Error),
+    #[error("invalid subject prefix: {0}")]
+    Prefix(#[from] sio_protocol::subject::SubjectError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("no randomness for the gateway id")]
+    Random(#[from] sio_protocol::id::NoRandomness),
+}
+
+/// A running gateway: its state, its bus subscriptions and its HTTP
+/// routes.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    shared: Arc<gateway::Shared>,
+}
+
+impl Gateway {
+    /// Starts a gateway on `bus`: subscribes to its command subject and
+    /// starts announcing itself.
+    pub async fn new(config: Config, bus: Arc<dyn Bus>) -> Result<Self, Error> {
+        let subjects = Subjects::new(&config.prefix)?;
+        let id = GatewayId::random()?;
+        let address = config.listen.to_string();
+        let shared = Arc::new(gateway::Shared::new(config, bus, id, subjects));
+        let commands = shared.bus.subscribe(shared.subjects.gateway(id)).await?;
+        shared.bus.flush().await?;
+        tokio::spawn(gateway::serve_commands(Arc::downgrade(&shared), commands));
+        tokio::spawn(gateway::announce(Arc::downgrade(&shared), address));
+        tokio::spawn(gateway::heartbeats(Arc::downgrade(&shared)));
+        tracing::info!(gateway = %id, "gateway started");
+        Ok(Self { shared })
+    }
+
+    /// Connects the bus the configuration names: NATS when URLs are given,
+    /// else a new in-process bus.
+    pub async fn connect_bus(config: &Config) -> Result<Arc<dyn Bus>, Error> {
+        if config.nats.is_empty() {
+            return Ok(Arc::new(MemoryBus::default()));
+        }
+        let options = NatsOptions {
+            urls: config.nats.clone(),
+            name: config
+                .nats_name
+                .clone()
+                .or_else(|| Some("sio-gateway".into())),
+            token: config.nats_token.clone(),
+            user: config.nats_user.clone(),
+            password: config.nats_password.clone(),
+            nkey: config.nats_nkey.clone(),
+            credentials: config.nats_creds.clone(),
+            tls: config.nats_tls,
+            tls_ca: config.nats_tls_ca.clone(),
+            tls_cert: config.nats_tls_cert.clone(),
+            tls_key: config.nats_tls_key.clone(),
+        };
+        Ok(Arc::new(NatsBus::connect(&options).await?))
+    }
+
+    pub fn id(&self) -> GatewayId {
+        self.shared.id
+    }
+
+    /// The routes: the Engine.IO path, `/health`, `/ready`, `/metrics`.
+    /// Serve with `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.shared.clone())
+    }
+
+    /// Stops accepting sessions, closes every session so its client
+    /// reconnects elsewhere, and waits for them (bounded by the drain
+    /// timeout).
+    pub async fn drain(&self) {
+        self.shared.drain().await;
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let this = self.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("draining");
+            this.drain().await;
+        });
+        let limit = config::ms(self.shared.config.drain_timeout);
+        // Upgraded connections are not tracked by the HTTP server's
+        // graceful shutdown; the drain closed them, so bound the wait.
+        tokio::select! {
+            result = server => result.map_err(Error::Io),
+            () = async {
+                while !self.shared.is_draining() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(limit + std::time::Duration::from_secs(1)).await;
+            } => Ok(()),
+        }
+    }
+}
+
+/// Binds a listener with an explicit backlog.
+pub fn bind(addr: SocketAddr, backlog: u32) -> Result<tokio::net::TcpListener, Error> {
+    let listen = |source| Error::Listen { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(listen)?;
+    socket.set_reuseaddr(true).map_err(listen)?;
+    socket.bind(addr).map_err(listen)?;
+    socket.listen(backlog).map_err(listen)
+}
+
+/// Runs a gateway as configured until SIGTERM or SIGINT, then drains.
+pub async fn run(config: Config) -> Result<(), Error> {
+    let bus = Gateway::connect_bus(&config).await?;
+    let listener = bind(config.listen, config.backlog)?;
+    let gateway = Gateway::new(config.clone(), bus).await?;
+    tracing::info!(
+        "listening on http://{}{} ({})",
+        listener.local_addr()?,
+        config.path,
+        if config.nats.is_empty() {
+            "in-process bus"
+        } else {
+            "NATS"
+        }
+    );
+    gateway.serve(listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,372 @@
+//! The HTTP surface: the Engine.IO endpoint (polling and websocket),
+//! `/health`, `/ready` and `/metrics`. Every Engine.IO request error is
+//! answered here, in one place, with its HTTP status and JSON body.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use sio_protocol::engineio::{self, ErrorCode};
+use sio_protocol::envelope::Handshake;
+use sio_protocol::id::Sid;
+use sio_protocol::socketio::Decoder;
+
+use crate::config::Transport;
+use crate::gateway::Shared;
+use crate::outbox::{Frame, Outbox};
+use crate::session::Session;
+use crate::transport::{polling, websocket};
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(&shared.config.path, any(engine))
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    let bus_up = shared.bus.state() == sio_bus::State::Connected;
+    if bus_up && !shared.is_draining() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let why = if bus_up {
+            "draining"
+        } else {
+            "bus disconnected"
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let connected = shared.bus.state() == sio_bus::State::Connected;
+    shared.metrics.bus_connected.set(i64::from(connected));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+pub(crate) fn text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response {
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The Engine.IO error response: `{"code":N,"message":"…"}`.
+pub(crate) fn engine_error(code: ErrorCode) -> Response {
+    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    text_response(status, "application/json", code.body())
+}
+
+/// The query parameters Engine.IO cares about.
+#[derive(Debug, Default)]
+struct Query {
+    eio: Option<String>,
+    transport: Option<String>,
+    sid: Option<String>,
+    all: Vec<(String, String)>,
+}
+
+fn parse_query(raw: Option<&str>) -> Query {
+    let all: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw.unwrap_or_default()).unwrap_or_default();
+    let find = |k: &str| all.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    Query {
+        eio: find("EIO"),
+        transport: find("transport"),
+        sid: find("sid"),
+        all: all.clone(),
+    }
+}
+
+async fn engine(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        route(&shared, peer, request).await
+    };
+    cors(&shared, origin, response.headers_mut());
+    response
+}
+
+async fn route(shared: &Arc<Shared>, peer: SocketAddr, request: Request) -> Response {
+    let query = parse_query(request.uri().query());
+    let transport = query
+        .transport
+        .as_deref()
+        .and_then(Transport::parse)
+        .filter(|t| shared.config.transports.contains(t));
+    let Some(transport) = transport else {
+        return engine_error(ErrorCode::TransportUnknown);
+    };
+    let (mut parts, body) = request.into_parts();
+    let wants_websocket = transport == Transport::Websocket;
+    let upgrade = if wants_websocket {
+        WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .ok()
+    } else {
+        None
+    };
+    if let Some(sid) = &query.sid {
+        let Some(session) = sid.parse::<Sid>().ok().and_then(|sid| shared.session(&sid)) else {
+            return engine_error(ErrorCode::SessionIdUnknown);
+        };
+        let current = session.state().transport;
+        return match (transport, upgrade) {
+            (Transport::Websocket, Some(ws)) => {
+                let shared = shared.clone();
+                configure(&shared, ws).on_upgrade(move |ws| websocket::upgrade(shared, session, ws))
+            }
+            (Transport::Websocket, None) => engine_error(ErrorCode::BadRequest),
+            (Transport::Polling, _) if current != Transport::Polling => {
+                engine_error(ErrorCode::BadRequest)
+            }
+            (Transport::Polling, _) if parts.method == Method::GET => {
+                polling::get(shared, session).await
+            }
+            (Transport::Polling, _) if parts.method == Method::POST => {
+                polling::post(shared, session, body).await
+            }
+            (Transport::Polling, _) => engine_error(ErrorCode::BadRequest),
+        };
+    }
+    if parts.method != Method::GET {
+        return engine_error(ErrorCode::BadHandshakeMethod);
+    }
+    if wants_websocket && upgrade.is_none() {
+        return engine_error(ErrorCode::BadRequest);
+    }
+    if query.eio.as_deref() != Some("4") {
+        return engine_error(ErrorCode::UnsupportedProtocolVersion);
+    }
+    if shared.is_draining() || shared.session_count() >= shared.config.max_connections {
+        shared.metrics.drop("connection_refused");
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let handshake = client_handshake(shared, peer, &parts, query.all);
+    let Ok(sid) = Sid::random(shared.id) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let session = Arc::new(Session::new(
+        sid,
+        transport,
+        handshake,
+        Outbox::new(
+            shared.config.send_queue_packets,
+            shared.config.send_queue_bytes,
+        ),
+        Decoder::new(shared.config.max_attachments),
+        (shared.now(), shared.first_ping()),
+    ));
+    let open = open_packet(shared, sid, transport);
+    match upgrade {
+        Some(ws) => {
+            let task_shared = shared.clone();
+            let mut response = configure(shared, ws).on_upgrade(move |ws| async move {
+                if session.send([Frame::text(open)]).is_err() {
+                    return;
+                }
+                let Some(reader) = session.outbox.try_reader() else {
+                    return;
+                };
+                task_shared.add_session(session.clone(), Transport::Websocket.as_str());
+                websocket::serve(task_shared, session, ws, reader).await;
+            });
+            set_cookie(shared, sid, response.headers_mut());
+            response
+        }
+        None => {
+            shared.add_session(session, Transport::Polling.as_str());
+            let mut response = text_response(StatusCode::OK, "text/plain; charset=UTF-8", open);
+            set_cookie(shared, sid, response.headers_mut());
+            response
+        }
+    }
+}
+
+/// Websocket limits: explicit buffers (the library defaults cost over
+/// 100 KB per connection) and maxHttpBufferSize as the message limit.
+fn configure(shared: &Shared, ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    let c = &shared.config;
+    ws.read_buffer_size(c.ws_read_buffer)
+        .write_buffer_size(c.ws_write_buffer)
+        .max_write_buffer_size(
+            c.send_queue_bytes
+                .max(c.ws_write_buffer.saturating_mul(2))
+                .max(c.max_http_buffer_size.saturating_mul(2)),
+        )
+        .max_message_size(c.max_http_buffer_size)
+        .max_frame_size(c.max_http_buffer_size)
+}
+
+fn open_packet(shared: &Shared, sid: Sid, transport: Transport) -> String {
+    let c = &shared.config;
+    let can_upgrade = transport == Transport::Polling
+        && c.allow_upgrades
+        && c.transports.contains(&Transport::Websocket);
+    let handshake = engineio::Handshake {
+        sid: sid.to_string(),
+        upgrades: if can_upgrade {
+            vec!["websocket".into()]
+        } else {
+            Vec::new()
+        },
+        ping_interval: c.ping_interval,
+        ping_timeout: c.ping_timeout,
+        max_payload: u64::try_from(c.max_http_buffer_size).unwrap_or(u64::MAX),
+    };
+    engineio::Packet::Open(handshake.to_json().into()).to_text()
+}
+
+fn client_handshake(
+    shared: &Shared,
+    peer: SocketAddr,
+    parts: &axum::http::request::Parts,
+    query: Vec<(String, String)>,
+) -> Handshake {
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let address = shared
+        .config
+        .trust_proxy
+        .then(|| forwarded_for(&parts.headers))
+        .flatten()
+        .unwrap_or_else(|| peer.ip().to_string());
+    Handshake {
+        headers,
+        query,
+        address,
+        issued: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        url: parts.uri.to_string(),
+        secure: parts.uri.scheme_str() == Some("https"),
+        auth: None,
+    }
+}
+
+/// The client address a trusted proxy reports: the first `for=` of
+/// `Forwarded`, else the first address of `X-Forwarded-For`.
+fn forwarded_for(headers: &HeaderMap) -> Option<String> {
+    let forwarded = headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split([',', ';'])
+                .filter_map(|part| part.trim().strip_prefix("for="))
+                .map(|a| {
+                    a.trim_matches('"')
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_owned()
+                })
+                .next()
+        });
+    forwarded.or_else(|| {
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+    })
+}
+
+fn set_cookie(shared: &Shared, sid: Sid, headers: &mut HeaderMap) {
+    let c = &shared.config;
+    if !c.cookie {
+        return;
+    }
+    let mut cookie = format!("{}={sid}; Path={}", c.cookie_name, c.cookie_path);
+    if c.cookie_http_only {
+        cookie.push_str("; HttpOnly");
+    }
+    cookie.push_str("; SameSite=");
+    cookie.push_str(&c.cookie_same_site);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        headers.append(header::SET_COOKIE, value);
+    }
+}
+
+fn cors(shared: &Shared, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
+    let c = &shared.config;
+    if c.cors_origins.is_empty() {
+        return;
+    }
+    let any = c.cors_origins.iter().any(|o| o == "*");
+    let allowed = match &origin {
+        Some(o) if any || c.cors_origins.iter().any(|a| a.as_bytes() == o.as_bytes()) => o.clone(),
+        None if any => HeaderValue::from_static("*"),
+        _ => return,
+    };
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if c.cors_credentials {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    if let Ok(methods) = HeaderValue::from_str(&c.cors_methods.join(",")) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods);
+    }
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses() {
+        let mut h = HeaderMap::new();
+        assert_eq!(forwarded_for(&h), None);
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.1"),
+        );
+        assert_eq!(forwarded_for(&h).as_deref(), Some("203.0.113.7"));
+        h.insert(
+            header::FORWARDED,
+            HeaderValue::from_static("for=\"[2001:db8::1]\";proto=https, for=10.0.0.1"),
+        );
+        assert_eq!(forwarded_for(&h).as_deref(), Some("2001:db8::1"));
+    }
+
+    #[test]
+    fn query() {
+        let q = parse_query(Some("EIO=4&transport=polling&sid=abc&t=N8hyd6w"));
+        assert_eq!(q.eio.as_deref(), Some("4"));
+        assert_eq!(q.transport.as_deref(), Some("polling"));
+        assert_eq!(q.sid.as_deref(), Some("abc"));
+        assert_eq!(q.all.len(), 4);
+        assert!(parse_query(None).transport.is_none());
+    }
+}

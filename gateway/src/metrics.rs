@@ -1,0 +1,138 @@
+//! Prometheus metrics, served on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TransportLabel {
+    pub(crate) transport: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct NamespaceLabel {
+    pub(crate) namespace: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabel {
+    pub(crate) reason: &'static str,
+}
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) connections: Family<TransportLabel, Gauge>,
+    pub(crate) sessions: Gauge,
+    pub(crate) sockets: Family<NamespaceLabel, Gauge>,
+    pub(crate) packets_in: Counter,
+    pub(crate) packets_out: Counter,
+    pub(crate) emits_delivered: Counter,
+    pub(crate) drops: Family<ReasonLabel, Counter>,
+    pub(crate) bus_connected: Gauge,
+    pub(crate) bus_errors: Counter,
+    pub(crate) ack_rtt: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sio_gateway");
+        let m = Self {
+            connections: Family::default(),
+            sessions: Gauge::default(),
+            sockets: Family::default(),
+            packets_in: Counter::default(),
+            packets_out: Counter::default(),
+            emits_delivered: Counter::default(),
+            drops: Family::default(),
+            bus_connected: Gauge::default(),
+            bus_errors: Counter::default(),
+            ack_rtt: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections",
+            "Client connections by transport",
+            m.connections.clone(),
+        );
+        registry.register("sessions", "Engine.IO sessions", m.sessions.clone());
+        registry.register(
+            "sockets",
+            "Socket.IO sockets by namespace",
+            m.sockets.clone(),
+        );
+        registry.register(
+            "packets_in",
+            "Socket.IO packets received from clients",
+            m.packets_in.clone(),
+        );
+        registry.register(
+            "packets_out",
+            "Socket.IO packets queued to clients",
+            m.packets_out.clone(),
+        );
+        registry.register(
+            "emits_delivered",
+            "Emits from the bus delivered to local sockets",
+            m.emits_delivered.clone(),
+        );
+        registry.register(
+            "drops",
+            "Packets or requests dropped, by reason",
+            m.drops.clone(),
+        );
+        registry.register(
+            "bus_connected",
+            "1 while the bus is connected",
+            m.bus_connected.clone(),
+        );
+        registry.register("bus_errors", "Failed bus operations", m.bus_errors.clone());
+        registry.register(
+            "ack_round_trip_seconds",
+            "Time from a client event with ack to the worker's answer",
+            m.ack_rtt.clone(),
+        );
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn drop(&self, reason: &'static str) {
+        self.drops.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub(crate) fn connection(&self, transport: &'static str, delta: i64) {
+        self.connections
+            .get_or_create(&TransportLabel { transport })
+            .inc_by(delta);
+    }
+
+    pub(crate) fn socket_joined(&self, ns: &str) {
+        self.sockets
+            .get_or_create(&NamespaceLabel {
+                namespace: ns.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn socket_left(&self, ns: &str) {
+        self.sockets
+            .get_or_create(&NamespaceLabel {
+                namespace: ns.to_owned(),
+            })
+            .dec();
+    }
+
+    /// The text exposition format.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

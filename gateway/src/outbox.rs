@@ -1,0 +1,211 @@
+//! The per-session send queue, bounded by packets and by bytes.
+//!
+//! Frames are shared, cheaply cloned bytes: a broadcast builds its frames
+//! once and pushes clones to every recipient. A client whose queue is full
+//! is cut, never allowed to grow memory. An idle session's queue holds no
+//! allocation at all.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// One Engine.IO packet, ready for either transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// The text form, e.g. `4` + a Socket.IO packet, or `2` (ping).
+    Text(Utf8Bytes),
+    /// A binary message (a Socket.IO attachment).
+    Binary(Bytes),
+}
+
+impl Frame {
+    pub(crate) fn text(s: impl Into<Utf8Bytes>) -> Self {
+        Self::Text(s.into())
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(t) => t.len(),
+            Self::Binary(b) => b.len(),
+        }
+    }
+}
+
+/// The queue is over its bound: the client does not keep up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Full;
+
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    shared: Arc<Shared>,
+    max_packets: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Notify,
+    /// Held by the one reader (a polling GET or the websocket).
+    reading: AtomicBool,
+    /// Released readers wake whoever waits to read.
+    released: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+}
+
+/// Exclusive access to the receiving end: one polling GET or one websocket
+/// at a time. Released on drop.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    shared: Arc<Shared>,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Outbox {
+    pub(crate) fn new(max_packets: usize, max_bytes: usize) -> Self {
+        Self {
+            shared: Arc::default(),
+            max_packets: max_packets.max(1),
+            max_bytes,
+        }
+    }
+
+    /// Queues frames that belong together (a packet and its attachments):
+    /// all of them, or none if that would pass a bound.
+    pub(crate) fn push(&self, frames: impl IntoIterator<Item = Frame>) -> Result<(), Full> {
+        {
+            let mut queue = self.shared.queue();
+            let start = queue.frames.len();
+            let mut bytes = queue.bytes;
+            for frame in frames {
+                bytes = bytes.saturating_add(frame.len());
+                queue.frames.push_back(frame);
+            }
+            if queue.frames.len() > self.max_packets || bytes > self.max_bytes {
+                queue.frames.truncate(start);
+                return Err(Full);
+            }
+            queue.bytes = bytes;
+        }
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+
+    /// Whether nothing is waiting to be sent.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shared.queue().frames.is_empty()
+    }
+
+    /// The receiving end, unless someone else holds it.
+    pub(crate) fn try_reader(&self) -> Option<Reader> {
+        let taken = self
+            .shared
+            .reading
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        taken.then(|| Reader {
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// The receiving end, once its current holder lets go.
+    pub(crate) async fn reader(&self) -> Reader {
+        loop {
+            let released = self.shared.released.notified();
+            if let Some(reader) = self.try_reader() {
+                return reader;
+            }
+            released.await;
+        }
+    }
+}
+
+impl Reader {
+    /// Waits until frames are queued and takes all of them.
+    pub(crate) async fn recv(&mut self) -> VecDeque<Frame> {
+        loop {
+            let frames = self.take();
+            if !frames.is_empty() {
+                return frames;
+            }
+            self.shared.ready.notified().await;
+        }
+    }
+
+    /// Takes whatever is queued, possibly nothing.
+    pub(crate) fn take(&mut self) -> VecDeque<Frame> {
+        let mut queue = self.shared.queue();
+        queue.bytes = 0;
+        std::mem::take(&mut queue.frames)
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.shared.reading.store(false, Ordering::Release);
+        self.shared.released.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bounded_by_packets_and_bytes() {
+        let outbox = Outbox::new(2, 10);
+        assert!(outbox.is_empty());
+        assert_eq!(outbox.push([Frame::text("4a"), Frame::text("4b")]), Ok(()));
+        assert_eq!(outbox.push([Frame::text("4c")]), Err(Full), "packet bound");
+        let mut reader = outbox.try_reader().unwrap();
+        assert!(outbox.try_reader().is_none(), "one reader at a time");
+        assert_eq!(reader.recv().await, [Frame::text("4a"), Frame::text("4b")]);
+        assert!(reader.take().is_empty());
+        assert!(outbox.is_empty());
+        assert_eq!(
+            outbox.push([Frame::Binary(Bytes::from(vec![0; 11]))]),
+            Err(Full),
+            "byte bound"
+        );
+        assert_eq!(
+            outbox.push([Frame::text("4"), Frame::Binary(Bytes::from(vec![0; 10]))]),
+            Err(Full),
+            "all or nothing"
+        );
+        assert!(outbox.is_empty());
+        assert_eq!(
+            outbox.push([Frame::Binary(Bytes::from(vec![0; 10]))]),
+            Ok(())
+        );
+        drop(reader);
+        assert!(outbox.try_reader().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_gets_the_queue_when_released() {
+        let outbox = Arc::new(Outbox::new(8, 100));
+        let first = outbox.try_reader().unwrap();
+        let waiter = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.reader().await.take().len() })
+        };
+        outbox.push([Frame::text("4x")]).unwrap();
+        tokio::task::yield_now().await;
+        drop(first);
+        assert_eq!(waiter.await.unwrap(), 1);
+    }
+}

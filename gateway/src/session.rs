@@ -1,0 +1,147 @@
+//! Engine.IO sessions: one per client connection, keyed by sid.
+//!
+//! A session owns the send queue, the heartbeat, the upgrade state and the
+//! Socket.IO sockets (one per namespace) of its client. It starts on
+//! polling or directly on websocket; a polling session may upgrade once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sio_protocol::envelope::{self, Handshake};
+use sio_protocol::id::Sid;
+use sio_protocol::socketio::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Transport;
+use crate::outbox::{Frame, Full, Outbox};
+use crate::socket::Socket;
+
+/// Where a polling session stands in its upgrade to websocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    None,
+    /// A websocket answered the probe; polling still carries packets.
+    Probing,
+    /// The websocket carries everything now.
+    Done,
+}
+
+/// What the heartbeat sweep must do for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Heartbeat {
+    Wait,
+    Ping,
+    TimedOut,
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) sid: Sid,
+    pub(crate) outbox: Outbox,
+    /// Cancelled when the session ends, for whoever waits on it.
+    pub(crate) closed: CancellationToken,
+    /// When the session opened, in milliseconds of the gateway's clock.
+    pub(crate) opened: u64,
+    /// Heartbeat deadlines, in milliseconds of the gateway's clock; the
+    /// gateway's sweep acts on them (no timer task per session).
+    next_ping: AtomicU64,
+    /// When the pong for the last ping is due; 0 while none is awaited.
+    pong_due: AtomicU64,
+    /// What the client sent when it opened the session, kept encoded: one
+    /// allocation instead of a string per header, for every idle client.
+    handshake: bytes::Bytes,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) transport: Transport,
+    pub(crate) upgrade: Upgrade,
+    /// A polling POST is being processed.
+    pub(crate) posting: bool,
+    pub(crate) decoder: Decoder,
+    /// The namespaces this client joined.
+    pub(crate) sockets: HashMap<String, Arc<Socket>>,
+    /// Set once any namespace was joined (connectTimeout).
+    pub(crate) joined: bool,
+}
+
+impl Session {
+    /// A session opened at `opened` whose first ping is due at `first_ping`.
+    pub(crate) fn new(
+        sid: Sid,
+        transport: Transport,
+        handshake: Handshake,
+        outbox: Outbox,
+        decoder: Decoder,
+        (opened, first_ping): (u64, u64),
+    ) -> Self {
+        Self {
+            sid,
+            opened,
+            outbox,
+            closed: CancellationToken::new(),
+            next_ping: AtomicU64::new(first_ping),
+            pong_due: AtomicU64::new(0),
+            handshake: envelope::encode(&handshake)
+                .map(bytes::Bytes::from)
+                .unwrap_or_default(),
+            state: Mutex::new(State {
+                transport,
+                upgrade: Upgrade::None,
+                posting: false,
+                decoder,
+                sockets: HashMap::new(),
+                joined: false,
+            }),
+        }
+    }
+
+    /// What the client sent when it opened the session.
+    pub(crate) fn handshake(&self) -> Handshake {
+        envelope::decode_owned(&self.handshake).unwrap_or_default()
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        // State stays consistent across a panic elsewhere: every update is
+        // a single assignment.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// The client answered the ping; the next one is due at `next_ping`.
+    pub(crate) fn ponged(&self, next_ping: u64) {
+        self.pong_due.store(0, Ordering::Relaxed);
+        self.next_ping.store(next_ping, Ordering::Relaxed);
+    }
+
+    /// What the heartbeat owes this session at `now`.
+    pub(crate) fn heartbeat(&self, now: u64, ping_timeout: u64) -> Heartbeat {
+        let pong_due = self.pong_due.load(Ordering::Relaxed);
+        if pong_due != 0 {
+            return if now >= pong_due {
+                Heartbeat::TimedOut
+            } else {
+                Heartbeat::Wait
+            };
+        }
+        if now < self.next_ping.load(Ordering::Relaxed) {
+            return Heartbeat::Wait;
+        }
+        self.pong_due
+            .store(now.saturating_add(ping_timeout).max(1), Ordering::Relaxed);
+        Heartbeat::Ping
+    }
+
+    /// Queues frames for the client.
+    pub(crate) fn send(&self, frames: impl IntoIterator<Item = Frame>) -> Result<(), Full> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        self.outbox.push(frames)
+    }
+}

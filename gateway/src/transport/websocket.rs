@@ -1,0 +1,137 @@
+//! Websocket: one Engine.IO packet per frame, binary messages as binary
+//! frames. Either the session starts here, or a polling session upgrades:
+//! `2probe` / `3probe`, a noop to release the pending GET, then `5`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::SinkExt as _;
+use sio_protocol::engineio::Packet;
+use sio_protocol::envelope::DisconnectReason;
+
+use crate::config::{Transport, ms};
+use crate::gateway::Shared;
+use crate::outbox::{Frame, Reader};
+use crate::session::{Session, Upgrade};
+
+/// Upgrades a polling session to this websocket, then serves it.
+pub(crate) async fn upgrade(shared: Arc<Shared>, session: Arc<Session>, mut ws: WebSocket) {
+    let eligible = {
+        let mut state = session.state();
+        let eligible = shared.config.allow_upgrades
+            && state.transport == Transport::Polling
+            && state.upgrade == Upgrade::None
+            && !session.is_closed();
+        if eligible {
+            state.upgrade = Upgrade::Probing;
+        }
+        eligible
+    };
+    if !eligible {
+        return close(ws).await;
+    }
+    let deadline = tokio::time::Instant::now() + ms(shared.config.upgrade_timeout);
+    let upgraded = loop {
+        let message = tokio::select! {
+            m = ws.recv() => m,
+            () = tokio::time::sleep_until(deadline) => None,
+            () = session.closed.cancelled() => None,
+        };
+        let Some(Ok(Message::Text(text))) = message else {
+            break false;
+        };
+        match Packet::decode(text.as_str()) {
+            Ok(Packet::Ping(data)) if data == Packet::PROBE => {
+                if ws.send(Message::Text("3probe".into())).await.is_err() {
+                    break false;
+                }
+                // Release a pending GET so the client can pause polling.
+                let _ = session.send([Frame::text("6")]);
+            }
+            Ok(Packet::Upgrade) => break true,
+            _ => break false,
+        }
+    };
+    if !upgraded {
+        session.state().upgrade = Upgrade::None;
+        let _ = ws.send(Message::Close(None)).await;
+        return;
+    }
+    {
+        let mut state = session.state();
+        state.transport = Transport::Websocket;
+        state.upgrade = Upgrade::Done;
+    }
+    shared.metrics.connection(Transport::Polling.as_str(), -1);
+    shared.metrics.connection(Transport::Websocket.as_str(), 1);
+    let reader = tokio::select! {
+        reader = session.outbox.reader() => reader,
+        () = session.closed.cancelled() => return close(ws).await,
+    };
+    serve(shared, session, ws, reader).await;
+}
+
+/// Serves a session whose transport is this websocket: frames from the
+/// client are handled in order; queued frames are written in batches, one
+/// flush per batch.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    mut ws: WebSocket,
+    mut reader: Reader,
+) {
+    loop {
+        tokio::select! {
+            message = ws.recv() => match message {
+                Some(Ok(Message::Text(text))) => match Packet::decode(text.as_str()) {
+                    Ok(packet) => Box::pin(super::on_packet(&shared, &session, packet)).await,
+                    Err(_) => {
+                        shared.metrics.drop("parse_error");
+                        shared.close_session(&session, DisconnectReason::ParseError);
+                    }
+                },
+                Some(Ok(Message::Binary(data))) => Box::pin(super::on_binary(&shared, &session, data)).await,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => {
+                    shared.close_session(&session, DisconnectReason::TransportClose);
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(sid = %session.sid, %error, "websocket error");
+                    shared.close_session(&session, DisconnectReason::TransportError);
+                }
+            },
+            frames = reader.recv() => {
+                if Box::pin(write_batch(&mut ws, frames)).await.is_err() {
+                    shared.close_session(&session, DisconnectReason::TransportError);
+                }
+            }
+            () = session.closed.cancelled() => {}
+        }
+        if session.is_closed() {
+            // Send what was queued before the close (e.g. DISCONNECT).
+            let _ = write_batch(&mut ws, reader.take()).await;
+            break;
+        }
+    }
+    close(ws).await;
+}
+
+fn message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(text) => Message::Text(text),
+        Frame::Binary(data) => Message::Binary(data),
+    }
+}
+
+/// Writes queued frames with one flush for all of them.
+async fn write_batch(ws: &mut WebSocket, frames: VecDeque<Frame>) -> Result<(), axum::Error> {
+    for frame in frames {
+        ws.feed(message(frame)).await?;
+    }
+    ws.flush().await
+}
+
+async fn close(mut ws: WebSocket) {
+    let _ = ws.send(Message::Close(None)).await;
+}
