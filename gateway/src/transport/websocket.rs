@@ -98,7 +98,7 @@ pub(crate) async fn serve(
                 }
                 Some(Err(error)) => {
                     tracing::debug!(sid = %session.sid, %error, "websocket error");
-                    shared.close_session(&session, DisconnectReason::TransportError);
+                    shared.close_session(&session, reason(error));
                 }
             },
             frames = reader.recv() => {
@@ -115,6 +115,23 @@ pub(crate) async fn serve(
         }
     }
     close(ws).await;
+}
+
+/// A connection that simply went away is a transport close, as in the
+/// reference server; a protocol violation (oversized or malformed frame)
+/// is a transport error.
+fn reason(error: axum::Error) -> DisconnectReason {
+    use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
+    let inner = error.into_inner();
+    match inner.downcast_ref::<Error>() {
+        Some(
+            Error::ConnectionClosed
+            | Error::AlreadyClosed
+            | Error::Io(_)
+            | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+        ) => DisconnectReason::TransportClose,
+        _ => DisconnectReason::TransportError,
+    }
 }
 
 fn message(frame: Frame) -> Message {
