@@ -169,8 +169,27 @@ impl Bus for NatsBus {
         self.client.new_inbox()
     }
 
+    /// A round trip through the server: the client's own flush only
+    /// empties its write buffer, so a subscription could still be unknown
+    /// to the server (and to other connections) when it returns. The
+    /// server handles one connection's commands in order, so once a
+    /// message to our own inbox comes back, everything before it is in.
     fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move { self.client.flush().await.map_err(other) })
+        Box::pin(async move {
+            let inbox = self.client.new_inbox();
+            let mut echo = self.client.subscribe(inbox.clone()).await.map_err(other)?;
+            self.client
+                .publish(inbox, Bytes::new())
+                .await
+                .map_err(other)?;
+            self.client.flush().await.map_err(other)?;
+            let timeout = Duration::from_secs(10);
+            match tokio::time::timeout(timeout, futures_util::StreamExt::next(&mut echo)).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(Error::Closed),
+                Err(_) => Err(Error::Timeout(timeout)),
+            }
+        })
     }
 
     fn state(&self) -> State {

@@ -217,8 +217,9 @@ impl Ws {
     /// The next frame other than a server ping (answered), or `None` once
     /// the connection closed.
     pub async fn next(&mut self) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let message = tokio::time::timeout(WAIT, self.stream.next())
+            let message = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .expect("a frame in time");
             match message {
@@ -273,8 +274,9 @@ impl Ws {
     /// Reads until the server closes the connection; panics on any
     /// Socket.IO traffic other than `allowed` prefixes.
     pub async fn closed(&mut self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            match tokio::time::timeout(WAIT, self.stream.next())
+            match tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .expect("close in time")
             {

@@ -1,0 +1,259 @@
+//! Gateway options and limits: CORS, the session cookie, trusted proxies,
+//! the connection limit, the upgrade timeout, and slow clients being cut.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sio_bus::{Bus, MemoryBus};
+use sio_gateway::Config;
+use sio_protocol::envelope::{self, Command, ConnectReply, ConnectRequest, EncodedPacket};
+use sio_protocol::id::SocketId;
+use sio_protocol::subject::Subjects;
+use sio_tests::raw::{Polling, WAIT, Ws, engine, http};
+use sio_tests::{TestGateway, test_config};
+
+async fn gateway(config: Config) -> (TestGateway, Arc<dyn Bus>) {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+    (TestGateway::start(config, bus.clone()).await, bus)
+}
+
+#[tokio::test]
+async fn cors_and_cookie() {
+    let (gw, _) = gateway(Config {
+        cors_origins: vec!["https://app.example".into()],
+        cors_credentials: true,
+        cookie: true,
+        ..test_config()
+    })
+    .await;
+    let hs = engine("EIO=4&transport=polling");
+    let r = http(
+        gw.addr,
+        "GET",
+        &hs,
+        &[("Origin", "https://app.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    let sid = r.text()[1..].split('"').nth(3).unwrap().to_owned();
+    assert_eq!(
+        r.header("set-cookie"),
+        Some(format!("io={sid}; Path=/; HttpOnly; SameSite=Lax").as_str())
+    );
+    let preflight = http(
+        gw.addr,
+        "OPTIONS",
+        &hs,
+        &[("Origin", "https://app.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("GET,POST")
+    );
+    let other = http(
+        gw.addr,
+        "GET",
+        &hs,
+        &[("Origin", "https://evil.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    // Without the options, neither header is sent.
+    let (plain, _) = gateway(test_config()).await;
+    let r = http(
+        plain.addr,
+        "GET",
+        &hs,
+        &[("Origin", "https://app.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (
+            r.header("access-control-allow-origin"),
+            r.header("set-cookie")
+        ),
+        (None, None)
+    );
+}
+
+/// The client address workers see, for a client whose handshake came
+/// with an `X-Forwarded-For` header.
+async fn address_seen(trust_proxy: bool) -> String {
+    let (gw, bus) = gateway(Config {
+        trust_proxy,
+        authorize: vec!["/".into()],
+        ..test_config()
+    })
+    .await;
+    let mut conn = bus
+        .subscribe(Subjects::default().connect("/"))
+        .await
+        .unwrap();
+    let forwarded = [("X-Forwarded-For", "203.0.113.9, 10.0.0.1")];
+    let r = http(
+        gw.addr,
+        "GET",
+        &engine("EIO=4&transport=polling"),
+        &forwarded,
+        b"",
+    )
+    .await;
+    let sid = r.text()[1..].split('"').nth(3).unwrap().to_owned();
+    let query = format!("EIO=4&transport=polling&sid={sid}");
+    assert_eq!(
+        http(gw.addr, "POST", &engine(&query), &[], b"40")
+            .await
+            .status,
+        200
+    );
+    let m = tokio::time::timeout(WAIT, conn.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let request: ConnectRequest = envelope::decode_owned(&m.payload).unwrap();
+    let reply = ConnectReply::Accept {
+        data: None,
+        rooms: vec![],
+    };
+    bus.publish(m.reply.unwrap(), envelope::encode(&reply).unwrap().into())
+        .await
+        .unwrap();
+    request.socket.handshake.address
+}
+
+#[tokio::test]
+async fn trusted_proxy_headers() {
+    assert_eq!(address_seen(true).await, "203.0.113.9");
+    assert_eq!(
+        address_seen(false).await,
+        "127.0.0.1",
+        "untrusted headers are ignored"
+    );
+}
+
+#[tokio::test]
+async fn connection_limit() {
+    let (gw, _) = gateway(Config {
+        max_connections: 1,
+        ..test_config()
+    })
+    .await;
+    let _first = Polling::open(gw.addr).await;
+    let r = http(gw.addr, "GET", &engine("EIO=4&transport=polling"), &[], b"").await;
+    assert_eq!(r.status, 503);
+}
+
+#[tokio::test]
+async fn an_upgrade_that_never_completes_keeps_polling() {
+    let (gw, _) = gateway(Config {
+        upgrade_timeout: 200,
+        ..test_config()
+    })
+    .await;
+    let p = Polling::open(gw.addr).await;
+    p.post(b"40").await;
+    assert!(p.get().await.text().starts_with("40{"));
+    let mut ws = Ws::connect(gw.addr, &format!("EIO=4&transport=websocket&sid={}", p.sid)).await;
+    ws.send("2probe").await;
+    assert_eq!(ws.text().await, "3probe");
+    assert_eq!(p.get().await.text(), "6");
+    // No `5`: the websocket is dropped after upgradeTimeout, polling goes on.
+    assert!(ws.next().await.is_none());
+    p.post(b"40/chat,").await;
+    assert!(p.get().await.text().starts_with("40/chat,"));
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_and_counted() {
+    let (gw, bus) = gateway(Config {
+        send_queue_packets: 8,
+        ..test_config()
+    })
+    .await;
+    let p = Polling::open(gw.addr).await;
+    p.post(b"40").await;
+    let text = p.get().await.text();
+    let socket: SocketId = text
+        .strip_prefix("40{\"sid\":\"")
+        .unwrap()
+        .trim_end_matches("\"}")
+        .parse()
+        .unwrap();
+    // The client stops polling; the worker keeps emitting.
+    let subject = Subjects::default().gateway(socket.gateway());
+    for i in 0..20 {
+        let emit = Command::Emit {
+            socket,
+            volatile: false,
+            packet: EncodedPacket {
+                text: format!("2[\"n\",{i}]").into(),
+                attachments: vec![],
+            },
+        };
+        bus.request(
+            subject.clone(),
+            envelope::encode(&emit).unwrap().into(),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    }
+    let r = p.get().await;
+    assert_eq!(
+        r.text(),
+        r#"{"code":1,"message":"Session ID unknown"}"#,
+        "the session was cut"
+    );
+    let metrics = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    assert!(
+        metrics.contains(r#"sio_gateway_drops_total{reason="slow_consumer"} 1"#),
+        "{metrics}"
+    );
+    // Volatile emits to a client with a backlog are dropped instead.
+    let p = Polling::open(gw.addr).await;
+    p.post(b"40").await;
+    let text = p.get().await.text();
+    let socket: SocketId = text
+        .strip_prefix("40{\"sid\":\"")
+        .unwrap()
+        .trim_end_matches("\"}")
+        .parse()
+        .unwrap();
+    for (i, volatile) in [(0, false), (1, true)] {
+        let emit = Command::Emit {
+            socket,
+            volatile,
+            packet: EncodedPacket {
+                text: format!("2[\"v\",{i}]").into(),
+                attachments: vec![],
+            },
+        };
+        bus.request(
+            subject.clone(),
+            envelope::encode(&emit).unwrap().into(),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(p.get().await.text(), r#"42["v",0]"#);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
