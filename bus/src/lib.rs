@@ -158,6 +158,15 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
 }
 
 impl Subscription {
+    /// The next message within `timeout`.
+    pub async fn next_within(&mut self, timeout: Duration) -> Result<Message, Error> {
+        match tokio::time::timeout(timeout, self.next()).await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(Error::Closed),
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
     fn memory(rx: memory::Receiver) -> Self {
         Self {
             inner: Inner::Memory(rx),

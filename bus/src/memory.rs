@@ -274,11 +274,7 @@ impl Bus for MemoryBus {
             if self.deliver(subject.clone(), Some(inbox), payload)? == 0 {
                 return Err(Error::NoResponders(subject));
             }
-            match tokio::time::timeout(timeout, replies.next()).await {
-                Ok(Some(m)) => Ok(m.payload),
-                Ok(None) => Err(Error::Closed),
-                Err(_) => Err(Error::Timeout(timeout)),
-            }
+            replies.next_within(timeout).await.map(|m| m.payload)
         })
     }
 

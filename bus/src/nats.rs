@@ -177,18 +177,13 @@ impl Bus for NatsBus {
     fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let inbox = self.client.new_inbox();
-            let mut echo = self.client.subscribe(inbox.clone()).await.map_err(other)?;
+            let mut echo = self.subscribe(inbox.clone()).await?;
             self.client
                 .publish(inbox, Bytes::new())
                 .await
                 .map_err(other)?;
             self.client.flush().await.map_err(other)?;
-            let timeout = Duration::from_secs(10);
-            match tokio::time::timeout(timeout, futures_util::StreamExt::next(&mut echo)).await {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(Error::Closed),
-                Err(_) => Err(Error::Timeout(timeout)),
-            }
+            echo.next_within(Duration::from_secs(10)).await.map(drop)
         })
     }
 

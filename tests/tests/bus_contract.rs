@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sio_bus::{Bus, Error, MemoryBus, NatsBus, NatsOptions, State, Subscription};
+use sio_bus::{Bus, Error, MemoryBus, State, Subscription};
 use sio_tests::NatsServer;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -32,22 +32,7 @@ async fn silent(sub: &mut Subscription) -> bool {
 }
 
 async fn nats(server: &NatsServer) -> Arc<dyn Bus> {
-    let bus = NatsBus::connect(&NatsOptions {
-        urls: vec![server.url()],
-        name: Some("contract-test".into()),
-        ..NatsOptions::default()
-    })
-    .await
-    .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while bus.state() != State::Connected {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "NATS never connected"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Arc::new(bus)
+    sio_tests::harness::connect(server).await
 }
 
 /// Runs one contract check on both buses.

@@ -239,13 +239,31 @@ async fn heartbeat_and_ping_timeout(kind: BusKind) {
     assert_eq!(r.text(), r#"{"code":1,"message":"Session ID unknown"}"#);
 }
 
-/// A worker that answers every event with ack with `["ok", <args>]`
-/// and reports what it received.
-fn ack_worker(
-    worker: Arc<dyn Bus>,
-    mut events: Subscription,
-) -> tokio::sync::mpsc::UnboundedReceiver<(String, String, Vec<Bytes>)> {
+/// What a worker received: event name, raw data, attachments.
+type Seen = (String, String, Vec<Bytes>);
+
+/// Events received by [`ack_worker`].
+struct SeenEvents(tokio::sync::mpsc::UnboundedReceiver<Seen>);
+
+impl SeenEvents {
+    async fn next(&mut self) -> Seen {
+        tokio::time::timeout(WAIT, self.0.recv())
+            .await
+            .expect("an event in time")
+            .expect("worker running")
+    }
+}
+
+/// A worker that answers every event with ack with `["ok"]` (and the
+/// event's attachments) and reports what it received.
+async fn ack_worker(worker: &Arc<dyn Bus>) -> SeenEvents {
+    let mut events = worker
+        .queue_subscribe(subjects().all_events(), "workers".into())
+        .await
+        .unwrap();
+    worker.flush().await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = worker.clone();
     tokio::spawn(async move {
         while let Some(m) = events.next().await {
             let ev: envelope::Event<'_> = envelope::decode(&m.payload).unwrap();
@@ -266,34 +284,22 @@ fn ack_worker(
             }
         }
     });
-    rx
+    SeenEvents(rx)
 }
 
 async fn events_reach_workers_raw_and_acks_come_back(kind: BusKind) {
     let s = setup(kind, test_config()).await;
-    let events = s
-        .worker
-        .queue_subscribe(subjects().all_events(), "workers".into())
-        .await
-        .unwrap();
-    s.worker.flush().await.unwrap();
-    let mut seen = ack_worker(s.worker.clone(), events);
+    let mut seen = ack_worker(&s.worker).await;
     let (mut ws, _) = Ws::joined(s.gw.addr, "/").await;
     let data = r#"["chat msg",{"z":1,"a":1.0,"n":[1e3,-0]},"\u00e9"]"#;
     ws.send(&format!("4217{data}")).await;
-    let (name, got, _) = tokio::time::timeout(WAIT, seen.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let (name, got, _) = seen.next().await;
     assert_eq!(name, "chat msg");
     assert_eq!(got, data, "arguments reach the worker byte for byte");
     assert_eq!(ws.text().await, r#"4317["ok"]"#);
     // Without an ack id: published, no answer expected.
     ws.send(r#"42["fire",1]"#).await;
-    let (name, got, _) = tokio::time::timeout(WAIT, seen.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let (name, got, _) = seen.next().await;
     assert_eq!((name.as_str(), got.as_str()), ("fire", r#"["fire",1]"#));
     assert!(ws.quiet(Duration::from_millis(200)).await);
     // Over polling too, in a custom namespace.
@@ -306,21 +312,12 @@ async fn events_reach_workers_raw_and_acks_come_back(kind: BusKind) {
 
 async fn binary_both_ways(kind: BusKind) {
     let s = setup(kind, test_config()).await;
-    let events = s
-        .worker
-        .queue_subscribe(subjects().all_events(), "workers".into())
-        .await
-        .unwrap();
-    s.worker.flush().await.unwrap();
-    let mut seen = ack_worker(s.worker.clone(), events);
+    let mut seen = ack_worker(&s.worker).await;
     let (mut ws, socket) = Ws::joined(s.gw.addr, "/").await;
     ws.send(r#"451-3["up",{"file":{"_placeholder":true,"num":0}}]"#)
         .await;
     ws.send_binary(&[1, 2, 3]).await;
-    let (name, data, attachments) = tokio::time::timeout(WAIT, seen.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let (name, data, attachments) = seen.next().await;
     assert_eq!(name, "up");
     assert_eq!(data, r#"["up",{"file":{"_placeholder":true,"num":0}}]"#);
     assert_eq!(attachments, [Bytes::from_static(&[1, 2, 3])]);
@@ -376,10 +373,7 @@ async fn binary_both_ways(kind: BusKind) {
     );
     p.post(b"451-[\"up\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID")
         .await;
-    let (_, _, attachments) = tokio::time::timeout(WAIT, seen.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, _, attachments) = seen.next().await;
     assert_eq!(attachments, [Bytes::from_static(&[1, 2, 3])]);
 }
 
