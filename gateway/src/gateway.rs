@@ -202,14 +202,16 @@ impl Shared {
     /// Delivers an emit from the bus to its local recipients, framing the
     /// packet once for all of them.
     fn on_emit(self: &Arc<Self>, payload: &[u8]) {
-        let emit: Emit = match envelope::decode_owned(payload) {
-            Ok(emit) => emit,
+        match envelope::decode_owned(payload) {
+            Ok(emit) => self.deliver_emit(emit),
             Err(error) => {
                 tracing::error!(%error, "bad emit envelope");
                 self.metrics.drop("bad_envelope");
-                return;
             }
-        };
+        }
+    }
+
+    fn deliver_emit(self: &Arc<Self>, emit: Emit) {
         if emit.rooms.len() > 1 && !lock(&self.recent).first(emit.id) {
             return;
         }
@@ -247,6 +249,13 @@ impl Shared {
 
     /// Serves one command sent to this gateway.
     async fn on_command(self: &Arc<Self>, command: Command) -> CommandReply {
+        let command = match command {
+            Command::Broadcast(emit) => {
+                self.deliver_emit(emit);
+                return CommandReply::Done;
+            }
+            other => other,
+        };
         let socket_id = match &command {
             Command::Emit { socket, .. }
             | Command::EmitWithAck { socket, .. }
@@ -257,6 +266,7 @@ impl Shared {
             // Forwarded polling requests need session hand-over, which
             // this gateway does not offer yet.
             Command::Poll(_) => return CommandReply::UnknownSocket,
+            Command::Broadcast(_) => return CommandReply::Done,
         };
         let Some(socket) = self.socket(&socket_id) else {
             return CommandReply::UnknownSocket;
@@ -305,7 +315,7 @@ impl Shared {
                 self.close_session(&socket.session, DisconnectReason::ForcedClose);
             }
             Command::SetData { data, .. } => socket.set_data(data),
-            Command::Poll(_) => {}
+            Command::Poll(_) | Command::Broadcast(_) => {}
         }
         CommandReply::Done
     }

@@ -239,6 +239,10 @@ pub enum Command {
     },
     /// A polling request that reached a gateway not owning its session.
     Poll(ForwardedRequest),
+    /// An emit whose targets include socket-id rooms on this gateway: the
+    /// same handling as an emit on a room subject (rooms, except, and once
+    /// per socket by emit id).
+    Broadcast(Emit),
 }
 
 /// A polling request forwarded to the owning gateway.
@@ -496,6 +500,14 @@ mod tests {
                 post: true,
                 query: "EIO=4".into(),
                 body: Bytes::from_static(b"4x")
+            }),
+            Command::Broadcast(Emit {
+                id: EmitId(1),
+                ns: "/".into(),
+                rooms: vec![id.to_string()],
+                except: vec![],
+                volatile: false,
+                packet: packet.clone(),
             }),
             CommandReply::Done,
             CommandReply::UnknownSocket,

@@ -152,6 +152,13 @@ impl Subjects {
         self.build("ev", &[ns, event])
     }
 
+    /// `P.ev.<ns>.*`: every event of one namespace.
+    pub fn events(&self, ns: &str) -> String {
+        let mut s = self.build("ev", &[ns]);
+        s.push_str(".*");
+        s
+    }
+
     /// `P.disc.<ns>`: disconnects in one namespace.
     pub fn disconnect(&self, ns: &str) -> String {
         self.build("disc", &[ns])
@@ -316,6 +323,7 @@ mod tests {
         assert_eq!(s.room("/", "a.b"), "sio.room./.a~2Eb");
         assert_eq!(s.gateway(gw), "sio.gw.AQEBAQEBAQE");
         assert_eq!(s.all_events(), "sio.ev.*.*");
+        assert_eq!(s.events("/a.b"), "sio.ev./a~2Eb.*");
         assert_eq!(s.all_connects(), "sio.conn.*");
         assert_eq!(s.all_disconnects(), "sio.disc.*");
     }

@@ -221,6 +221,24 @@ fn command() -> impl Strategy<Value = Command> {
             .prop_map(|(socket, data)| Command::SetData { socket, data }),
         (any::<bool>(), ".{0,8}", bytes())
             .prop_map(|(post, query, body)| Command::Poll(ForwardedRequest { post, query, body })),
+        (
+            any::<u128>(),
+            ".{0,8}",
+            strings(),
+            strings(),
+            any::<bool>(),
+            encoded()
+        )
+            .prop_map(
+                |(id, ns, rooms, except, volatile, packet)| Command::Broadcast(Emit {
+                    id: EmitId(id),
+                    ns,
+                    rooms,
+                    except,
+                    volatile,
+                    packet
+                })
+            ),
     ]
 }
 

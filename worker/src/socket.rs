@@ -1,0 +1,279 @@
+//! The socket a handler serves: who it is, and what it can do.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sio_protocol::envelope::{self, AckReply, Command, CommandReply, Handshake, SocketContext};
+use sio_protocol::id::SocketId;
+use sio_protocol::socketio;
+
+use crate::emitter::{Emitter, Operators};
+use crate::{Error, args};
+
+/// A client's socket in one namespace, as a handler sees it. Cheap to
+/// clone; it can be kept and used after the handler returned.
+#[derive(Debug, Clone)]
+pub struct Socket {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    context: SocketContext,
+    emitter: Emitter,
+    /// Where the answer goes, when the client asked for an ack.
+    ack: Mutex<Option<String>>,
+    /// While the connect handler runs on a namespace the gateway asks
+    /// about: data and rooms go into the accept reply.
+    connecting: Option<Mutex<Accept>>,
+}
+
+/// What a connect handler decided: socket data and initial rooms.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Accept {
+    pub(crate) data: Option<String>,
+    pub(crate) rooms: Vec<String>,
+}
+
+impl Socket {
+    pub(crate) fn new(
+        context: SocketContext,
+        emitter: Emitter,
+        ack: Option<String>,
+        connecting: bool,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                context,
+                emitter,
+                ack: Mutex::new(ack),
+                connecting: connecting.then(Mutex::default),
+            }),
+        }
+    }
+
+    /// The decisions of a connect handler, once it returned.
+    pub(crate) fn accepted(&self) -> Accept {
+        self.inner
+            .connecting
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
+    }
+
+    fn connecting<R>(&self, f: impl FnOnce(&mut Accept) -> R) -> Option<R> {
+        let state = self.inner.connecting.as_ref()?;
+        Some(f(&mut state.lock().unwrap_or_else(|e| e.into_inner())))
+    }
+
+    /// The socket id (also the name of the socket's own room).
+    pub fn id(&self) -> SocketId {
+        self.inner.context.id
+    }
+
+    /// The namespace.
+    pub fn ns(&self) -> &str {
+        &self.inner.context.ns
+    }
+
+    /// What the client sent when it connected.
+    pub fn handshake(&self) -> &Handshake {
+        &self.inner.context.handshake
+    }
+
+    /// The CONNECT packet's auth payload as `T`, if the client sent one.
+    pub fn auth<T: DeserializeOwned>(&self) -> Option<Result<T, Error>> {
+        let auth = self.inner.context.handshake.auth.as_deref()?;
+        Some(json(auth))
+    }
+
+    /// The socket data set by a handler, as `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Option<Result<T, Error>> {
+        let data = self.inner.context.data.as_deref()?;
+        Some(json(data))
+    }
+
+    /// The rooms the socket was in when the event was sent.
+    pub fn rooms(&self) -> &[String] {
+        &self.inner.context.rooms
+    }
+
+    fn emitter(&self) -> &Emitter {
+        &self.inner.emitter
+    }
+
+    async fn command(&self, command: Command) -> Result<CommandReply, Error> {
+        let subject = self.emitter().subjects.gateway(self.id().gateway());
+        let reply = self
+            .emitter()
+            .bus
+            .request(
+                subject,
+                envelope::encode(&command)?.into(),
+                Duration::from_secs(10),
+            )
+            .await?;
+        match envelope::decode_owned(&reply)? {
+            CommandReply::UnknownSocket => Err(Error::UnknownSocket(self.id().to_string())),
+            other => Ok(other),
+        }
+    }
+
+    /// Emits to this client only.
+    pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), Error> {
+        let command = Command::Emit {
+            socket: self.id(),
+            volatile: false,
+            packet: args::event_packet(self.ns(), event, args)?,
+        };
+        let subject = self.emitter().subjects.gateway(self.id().gateway());
+        Ok(self
+            .emitter()
+            .bus
+            .publish(subject, envelope::encode(&command)?.into())
+            .await?)
+    }
+
+    /// Emits to this client and waits for its acknowledgement, read as `R`.
+    pub async fn emit_with_ack<T, R>(
+        &self,
+        event: &str,
+        args: &T,
+        timeout: Duration,
+    ) -> Result<R, Error>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let (data, attachments) = args::event_data(event, args)?;
+        let command = Command::EmitWithAck {
+            socket: self.id(),
+            data,
+            attachments,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        match self.command(command).await? {
+            CommandReply::Ack(AckReply { data, attachments }) => {
+                args::from_array(&data, &attachments)
+            }
+            CommandReply::AckTimeout => Err(Error::AckTimeout),
+            _ => Err(Error::UnexpectedReply),
+        }
+    }
+
+    /// Answers the client's acknowledgement request with `args`. Only the
+    /// first answer counts.
+    pub async fn ack<T: Serialize + ?Sized>(&self, args: &T) -> Result<(), Error> {
+        let reply = self
+            .inner
+            .ack
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let reply = reply.ok_or(Error::NoAck)?;
+        let (data, attachments) = args::to_array(args)?;
+        let answer = AckReply { data, attachments };
+        Ok(self
+            .emitter()
+            .bus
+            .publish(reply, envelope::encode(&answer)?.into())
+            .await?)
+    }
+
+    /// Whether the client asked for an acknowledgement not yet given.
+    pub fn wants_ack(&self) -> bool {
+        self.inner
+            .ack
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Other sockets in `room` (this one left out), in this namespace.
+    pub fn to(&self, room: impl Into<String>) -> Operators {
+        self.broadcast().to(room)
+    }
+
+    /// Every socket of this namespace but this one.
+    pub fn broadcast(&self) -> Operators {
+        self.emitter().of(self.ns()).except(self.id().to_string())
+    }
+
+    /// Another namespace (or this one), with no one left out.
+    pub fn of(&self, ns: impl Into<String>) -> Operators {
+        self.emitter().of(ns)
+    }
+
+    /// Puts the socket in `rooms`; returns once emits to them reach it.
+    pub async fn join<I, R>(&self, rooms: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<String>,
+    {
+        let rooms: Vec<String> = rooms.into_iter().map(Into::into).collect();
+        if self
+            .connecting(|a| a.rooms.extend(rooms.iter().cloned()))
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.command(Command::Join {
+            socket: self.id(),
+            rooms,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Takes the socket out of `rooms`.
+    pub async fn leave<I, R>(&self, rooms: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = R>,
+        R: Into<String>,
+    {
+        let rooms: Vec<String> = rooms.into_iter().map(Into::into).collect();
+        if self
+            .connecting(|a| a.rooms.retain(|r| !rooms.contains(r)))
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.command(Command::Leave {
+            socket: self.id(),
+            rooms,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Replaces the socket data that later handlers see.
+    pub async fn set_data<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), Error> {
+        let json =
+            serde_json::to_string(data).map_err(|e| socketio::Error::Serialize(e.to_string()))?;
+        if self.connecting(|a| a.data = Some(json.clone())).is_some() {
+            return Ok(());
+        }
+        let command = Command::SetData {
+            socket: self.id(),
+            data: Some(json),
+        };
+        self.command(command).await.map(drop)
+    }
+
+    /// Disconnects the socket from its namespace (`close`: the whole client
+    /// connection). The client sees "io server disconnect".
+    pub async fn disconnect(&self, close: bool) -> Result<(), Error> {
+        self.command(Command::Disconnect {
+            socket: self.id(),
+            close,
+        })
+        .await
+        .map(drop)
+    }
+}
+
+fn json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Data(socketio::Error::Deserialize(e.to_string())))
+}

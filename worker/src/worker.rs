@@ -1,0 +1,406 @@
+//! The worker: handlers per namespace, fed by the bus.
+//!
+//! A worker queue-subscribes (group `sio-workers` by default) to the
+//! connect, event and disconnect subjects of each namespace it handles, so
+//! every message reaches exactly one worker of the group. Handlers run
+//! concurrently, up to a limit; a failing or panicking handler is logged
+//! and the worker goes on.
+//!
+//! Ordering: events of one socket may be handled concurrently, by
+//! different workers, and so finish in any order. A client that needs
+//! order waits for each event's acknowledgement before sending the next.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sio_bus::{Bus, Message, Subscription};
+use sio_protocol::envelope::{self, ConnectReply, ConnectRequest, Disconnect, DisconnectReason};
+use tokio::sync::Semaphore;
+
+use crate::emitter::Emitter;
+use crate::socket::Socket;
+use crate::{Error, args};
+
+/// A connect refused by a connect handler; the client receives it as
+/// `connect_error` with `message` (and `data`, when set).
+#[derive(Debug, Clone)]
+pub struct ConnectError {
+    message: String,
+    data: Option<serde_json::Value>,
+}
+
+impl ConnectError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Extra details the client finds in `err.data`.
+    pub fn with_data(mut self, data: impl Serialize) -> Self {
+        self.data = serde_json::to_value(data).ok();
+        self
+    }
+
+    fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            data: &'a Option<serde_json::Value>,
+        }
+        let wire = Wire {
+            message: &self.message,
+            data: &self.data,
+        };
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+}
+
+/// What a handler may return: nothing, or a result whose error is logged.
+pub trait HandlerResult: Send {
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl HandlerResult for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Display + Send> HandlerResult for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+type EventHandler = Arc<
+    dyn Fn(Socket, &str, &[bytes::Bytes]) -> Result<BoxFuture<'static, Result<(), String>>, Error>
+        + Send
+        + Sync,
+>;
+type ConnectHandler =
+    Arc<dyn Fn(Socket) -> BoxFuture<'static, Result<(), ConnectError>> + Send + Sync>;
+type DisconnectHandler =
+    Arc<dyn Fn(Socket, DisconnectReason) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The handlers of one namespace.
+#[derive(Default, Clone)]
+pub struct Namespace {
+    on_connect: Option<ConnectHandler>,
+    events: HashMap<String, EventHandler>,
+    on_disconnect: Option<DisconnectHandler>,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("events", &self.events.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Namespace {
+    /// Runs for each client joining the namespace. On namespaces the
+    /// gateway is told to `--authorize`, an `Err` refuses the client and
+    /// `set_data`/`join` shape the accepted socket; elsewhere the client is
+    /// already in and the handler only hears about it.
+    pub fn on_connect<F, Fut>(&mut self, handler: F) -> &mut Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        self.on_connect = Some(Arc::new(move |socket| Box::pin(handler(socket))));
+        self
+    }
+
+    /// Handles `event`; its arguments arrive as `A` (a tuple such as
+    /// `(String, u32)`, `()` for none, or `Vec<serde_json::Value>` for
+    /// anything). Answer an acknowledgement with [`Socket::ack`].
+    pub fn on<A, F, Fut, R>(&mut self, event: impl Into<String>, handler: F) -> &mut Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        F: Fn(Socket, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
+    {
+        let handler = Arc::new(handler);
+        let erased: EventHandler = Arc::new(move |socket, data, attachments| {
+            let args: A = args::from_event(data, attachments)?;
+            let handler = handler.clone();
+            Ok(Box::pin(async move {
+                handler(socket, args).await.into_result()
+            }))
+        });
+        self.events.insert(event.into(), erased);
+        self
+    }
+
+    /// Runs when a socket leaves the namespace, with socket.io's reason.
+    pub fn on_disconnect<F, Fut, R>(&mut self, handler: F) -> &mut Self
+    where
+        F: Fn(Socket, DisconnectReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
+    {
+        let handler = Arc::new(handler);
+        self.on_disconnect = Some(Arc::new(move |socket, reason| {
+            let handler = handler.clone();
+            Box::pin(async move { handler(socket, reason).await.into_result() })
+        }));
+        self
+    }
+}
+
+/// Handlers for any number of namespaces, served from a bus.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    namespaces: HashMap<String, Namespace>,
+    concurrency: usize,
+    group: String,
+    prefix: String,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Worker {
+    pub fn new() -> Self {
+        Self {
+            namespaces: HashMap::new(),
+            concurrency: 1024,
+            group: "sio-workers".into(),
+            prefix: sio_protocol::subject::Subjects::DEFAULT_PREFIX.into(),
+        }
+    }
+
+    /// The handlers of namespace `ns` (`"/"` is the default namespace).
+    pub fn of(&mut self, ns: impl Into<String>) -> &mut Namespace {
+        self.namespaces.entry(ns.into()).or_default()
+    }
+
+    /// Most handlers running at once (default 1024).
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.concurrency = limit.max(1);
+        self
+    }
+
+    /// The queue group workers share (default `sio-workers`).
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// The subject prefix of the gateways (default `sio`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Serves until the bus closes.
+    pub async fn run(self, bus: Arc<dyn Bus>) -> Result<(), Error> {
+        self.run_until(bus, std::future::pending()).await
+    }
+
+    /// Serves until `shutdown` resolves, then leaves the queue group and
+    /// waits for the handlers still running.
+    pub async fn run_until(
+        self,
+        bus: Arc<dyn Bus>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let running = self.start(bus).await?;
+        shutdown.await;
+        running.shutdown().await;
+        Ok(())
+    }
+
+    /// Subscribes and starts serving in the background; when this returns,
+    /// the worker receives every message sent from then on.
+    pub async fn start(self, bus: Arc<dyn Bus>) -> Result<Running, Error> {
+        let emitter = Emitter::with_prefix(bus.clone(), &self.prefix)?;
+        let subjects = emitter.subjects.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<(Kind, Message, String)>(self.concurrency);
+        let mut feeds = Vec::new();
+        for ns in self.namespaces.keys() {
+            let subscriptions = [
+                (Kind::Connect, subjects.connect(ns)),
+                (Kind::Event, subjects.events(ns)),
+                (Kind::Disconnect, subjects.disconnect(ns)),
+            ];
+            for (kind, subject) in subscriptions {
+                let sub = bus.queue_subscribe(subject, self.group.clone()).await?;
+                feeds.push(tokio::spawn(feed(sub, kind, ns.clone(), tx.clone())));
+            }
+        }
+        bus.flush().await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(dispatch(self, emitter, rx, feeds, stopped));
+        Ok(Running { stop, task })
+    }
+}
+
+/// A started worker.
+#[derive(Debug)]
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Leaves the queue group, then waits for the handlers still running.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn dispatch(
+    worker: Worker,
+    emitter: Emitter,
+    mut rx: tokio::sync::mpsc::Receiver<(Kind, Message, String)>,
+    feeds: Vec<tokio::task::JoinHandle<()>>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let limit = Arc::new(Semaphore::new(worker.concurrency));
+    let namespaces = Arc::new(worker.namespaces);
+    loop {
+        let (kind, message, ns) = tokio::select! {
+            next = rx.recv() => match next {
+                Some(next) => next,
+                None => break,
+            },
+            _ = &mut stopped => break,
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(handlers) = namespaces.get(&ns).cloned() else {
+            continue;
+        };
+        let emitter = emitter.clone();
+        tokio::spawn(async move {
+            let served = AssertUnwindSafe(serve(kind, message, &handlers, emitter))
+                .catch_unwind()
+                .await;
+            if served.is_err() {
+                tracing::error!(%ns, ?kind, "a handler panicked");
+            }
+            drop(permit);
+        });
+    }
+    for feed in feeds {
+        feed.abort();
+    }
+    // Every permit back means every handler finished.
+    let all = u32::try_from(worker.concurrency).unwrap_or(u32::MAX);
+    let _ = limit.acquire_many(all).await;
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Connect,
+    Event,
+    Disconnect,
+}
+
+async fn feed(
+    mut sub: Subscription,
+    kind: Kind,
+    ns: String,
+    tx: tokio::sync::mpsc::Sender<(Kind, Message, String)>,
+) {
+    while let Some(message) = sub.next().await {
+        if tx.send((kind, message, ns.clone())).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve(kind: Kind, message: Message, handlers: &Namespace, emitter: Emitter) {
+    let result = match kind {
+        Kind::Connect => connect(message, handlers, emitter).await,
+        Kind::Event => event(message, handlers, emitter).await,
+        Kind::Disconnect => disconnect(message, handlers, emitter).await,
+    };
+    if let Err(error) = result {
+        tracing::warn!(?kind, %error, "handler failed");
+    }
+}
+
+async fn connect(message: Message, handlers: &Namespace, emitter: Emitter) -> Result<(), String> {
+    let request: ConnectRequest =
+        envelope::decode_owned(&message.payload).map_err(|e| e.to_string())?;
+    let asked = message.reply.is_some();
+    let socket = Socket::new(request.socket, emitter.clone(), None, asked);
+    let decision = match &handlers.on_connect {
+        Some(handler) => handler(socket.clone()).await,
+        None => Ok(()),
+    };
+    let Some(reply) = message.reply else {
+        if let Err(refused) = decision {
+            return Err(format!(
+                "connect refused ({}) but the gateway does not ask about this namespace: add it to --authorize",
+                refused.message
+            ));
+        }
+        return Ok(());
+    };
+    let answer = match decision {
+        Ok(()) => {
+            let accepted = socket.accepted();
+            ConnectReply::Accept {
+                data: accepted.data,
+                rooms: accepted.rooms,
+            }
+        }
+        Err(refused) => ConnectReply::Reject {
+            data: refused.to_json(),
+        },
+    };
+    let bytes = envelope::encode(&answer).map_err(|e| e.to_string())?;
+    emitter
+        .bus
+        .publish(reply, bytes.into())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn event(message: Message, handlers: &Namespace, emitter: Emitter) -> Result<(), String> {
+    let event: envelope::Event<'_> =
+        envelope::decode(&message.payload).map_err(|e| e.to_string())?;
+    let Some(handler) = handlers.events.get(event.event.as_ref()) else {
+        tracing::debug!(event = %event.event, "no handler");
+        return Ok(());
+    };
+    let name = event.event.to_string();
+    let socket = Socket::new(event.socket.clone(), emitter, message.reply, false);
+    let run = handler(socket, &event.data, &event.attachments)
+        .map_err(|e| format!("event {name:?}: {e}"))?;
+    run.await.map_err(|e| format!("event {name:?}: {e}"))
+}
+
+async fn disconnect(
+    message: Message,
+    handlers: &Namespace,
+    emitter: Emitter,
+) -> Result<(), String> {
+    let disconnect: Disconnect =
+        envelope::decode_owned(&message.payload).map_err(|e| e.to_string())?;
+    let Some(handler) = &handlers.on_disconnect else {
+        return Ok(());
+    };
+    let socket = Socket::new(disconnect.socket, emitter, None, false);
+    handler(socket, disconnect.reason).await
+}
