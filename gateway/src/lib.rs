@@ -128,9 +128,18 @@ impl Gateway {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
+        self.serve_with(listener, self.router(), shutdown).await
+    }
+
+    /// [`Gateway::serve`] for an app that adds its own routes to
+    /// [`Gateway::router`].
+    pub async fn serve_with(
+        &self,
+        listener: tokio::net::TcpListener,
+        app: axum::Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let this = self.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
@@ -166,6 +175,22 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> Result<tokio::net::TcpListener, E
     socket.listen(backlog).map_err(listen)
 }
 
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
 /// Runs a gateway as configured until SIGTERM or SIGINT, then drains.
 pub async fn run(config: Config) -> Result<(), Error> {
     let bus = Gateway::connect_bus(&config).await?;
@@ -182,19 +207,4 @@ pub async fn run(config: Config) -> Result<(), Error> {
         }
     );
     gateway.serve(listener, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

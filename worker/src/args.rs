@@ -67,6 +67,44 @@ pub(crate) fn encode(ns: &str, event: Event<'_>) -> Result<EncodedPacket, Error>
     })
 }
 
+/// Arguments exactly as the client sent them: a JSON array and the
+/// attachments its placeholders point at. Handlers that only pass data
+/// along (an echo, a relay) take and give these without parsing them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawArgs {
+    /// The arguments as a JSON array, the event name left out.
+    pub json: String,
+    pub attachments: Vec<Bytes>,
+}
+
+impl RawArgs {
+    /// The arguments of an event's data array.
+    pub(crate) fn from_event(data: &str, attachments: &[Bytes]) -> Result<Self, Error> {
+        let all: Vec<&serde_json::value::RawValue> = serde_json::from_str(data)
+            .map_err(|e| sio_protocol::socketio::Error::Deserialize(e.to_string()))?;
+        let args: Vec<&str> = all.iter().skip(1).map(|v| v.get()).collect();
+        Ok(Self {
+            json: format!("[{}]", args.join(",")),
+            attachments: attachments.to_vec(),
+        })
+    }
+
+    /// The data array of event `event` with these arguments.
+    pub(crate) fn event_data(&self, event: &str) -> Result<String, Error> {
+        let name = serde_json::to_string(event)
+            .map_err(|e| sio_protocol::socketio::Error::Serialize(e.to_string()))?;
+        let rest = self
+            .json
+            .trim()
+            .strip_prefix('[')
+            .ok_or_else(|| Error::NotAnArray(self.json.clone()))?;
+        Ok(match rest.trim_start().starts_with(']') {
+            true => format!("[{name}]"),
+            false => format!("[{name},{rest}"),
+        })
+    }
+}
+
 /// Reads the arguments of an event's data array (the name skipped).
 pub(crate) fn from_event<T: DeserializeOwned>(
     data: &str,
@@ -172,6 +210,22 @@ mod tests {
         assert_eq!(
             &packet.text[..],
             br#"51-["up",{"_placeholder":true,"num":0}]"#
+        );
+    }
+
+    #[test]
+    fn raw_arguments_keep_their_placeholders() {
+        let att = [Bytes::from_static(b"z")];
+        let raw = RawArgs::from_event(r#"["ev", 1 ,{"_placeholder":true,"num":0}]"#, &att).unwrap();
+        assert_eq!(raw.json, r#"[1,{"_placeholder":true,"num":0}]"#);
+        assert_eq!(
+            raw.event_data("echo").unwrap(),
+            r#"["echo",1,{"_placeholder":true,"num":0}]"#
+        );
+        let none = RawArgs::from_event(r#"["ev"]"#, &[]).unwrap();
+        assert_eq!(
+            (none.json.as_str(), none.event_data("x").unwrap().as_str()),
+            ("[]", r#"["x"]"#)
         );
     }
 

@@ -27,6 +27,7 @@ mod error;
 mod socket;
 mod worker;
 
+pub use args::RawArgs;
 pub use emitter::{Emitter, Operators};
 pub use error::Error;
 pub use sio_protocol::envelope::{DisconnectReason, Handshake};

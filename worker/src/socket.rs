@@ -9,8 +9,9 @@ use sio_protocol::envelope::{self, AckReply, Command, CommandReply, Handshake, S
 use sio_protocol::id::SocketId;
 use sio_protocol::socketio;
 
+use crate::Error;
+use crate::args::{self, RawArgs};
 use crate::emitter::{Emitter, Operators};
-use crate::{Error, args};
 
 /// A client's socket in one namespace, as a handler sees it. Cheap to
 /// clone; it can be kept and used after the handler returned.
@@ -136,6 +137,33 @@ impl Socket {
             .await?)
     }
 
+    /// Emits arguments received untouched (see [`crate::Namespace::on_raw`]).
+    pub async fn emit_raw(&self, event: &str, args: &RawArgs) -> Result<(), Error> {
+        let data = args.event_data(event)?;
+        let attachments = (!args.attachments.is_empty()).then(|| args.attachments.clone());
+        let event = socketio::Event::from_data(data.into(), attachments)?;
+        let command = Command::Emit {
+            socket: self.id(),
+            volatile: false,
+            packet: args::encode(self.ns(), event)?,
+        };
+        let subject = self.emitter().subjects.gateway(self.id().gateway());
+        Ok(self
+            .emitter()
+            .bus
+            .publish(subject, envelope::encode(&command)?.into())
+            .await?)
+    }
+
+    /// Answers the acknowledgement with arguments received untouched.
+    pub async fn ack_raw(&self, args: &RawArgs) -> Result<(), Error> {
+        self.answer(AckReply {
+            data: args.json.clone(),
+            attachments: args.attachments.clone(),
+        })
+        .await
+    }
+
     /// Emits to this client and waits for its acknowledgement, read as `R`.
     pub async fn emit_with_ack<T, R>(
         &self,
@@ -166,6 +194,11 @@ impl Socket {
     /// Answers the client's acknowledgement request with `args`. Only the
     /// first answer counts.
     pub async fn ack<T: Serialize + ?Sized>(&self, args: &T) -> Result<(), Error> {
+        let (data, attachments) = args::to_array(args)?;
+        self.answer(AckReply { data, attachments }).await
+    }
+
+    async fn answer(&self, answer: AckReply) -> Result<(), Error> {
         let reply = self
             .inner
             .ack
@@ -173,8 +206,6 @@ impl Socket {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let reply = reply.ok_or(Error::NoAck)?;
-        let (data, attachments) = args::to_array(args)?;
-        let answer = AckReply { data, attachments };
         Ok(self
             .emitter()
             .bus

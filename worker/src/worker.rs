@@ -24,9 +24,10 @@ use sio_bus::{Bus, Message, Subscription};
 use sio_protocol::envelope::{self, ConnectReply, ConnectRequest, Disconnect, DisconnectReason};
 use tokio::sync::Semaphore;
 
+use crate::Error;
+use crate::args::{self, RawArgs};
 use crate::emitter::Emitter;
 use crate::socket::Socket;
-use crate::{Error, args};
 
 /// A connect refused by a connect handler; the client receives it as
 /// `connect_error` with `message` (and `data`, when set).
@@ -135,6 +136,26 @@ impl Namespace {
         let handler = Arc::new(handler);
         let erased: EventHandler = Arc::new(move |socket, data, attachments| {
             let args: A = args::from_event(data, attachments)?;
+            let handler = handler.clone();
+            Ok(Box::pin(async move {
+                handler(socket, args).await.into_result()
+            }))
+        });
+        self.events.insert(event.into(), erased);
+        self
+    }
+
+    /// Handles `event` with its arguments untouched, to pass them along
+    /// (see [`Socket::emit_raw`] and [`Socket::ack_raw`]).
+    pub fn on_raw<F, Fut, R>(&mut self, event: impl Into<String>, handler: F) -> &mut Self
+    where
+        F: Fn(Socket, RawArgs) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
+    {
+        let handler = Arc::new(handler);
+        let erased: EventHandler = Arc::new(move |socket, data, attachments| {
+            let args = RawArgs::from_event(data, attachments)?;
             let handler = handler.clone();
             Ok(Box::pin(async move {
                 handler(socket, args).await.into_result()

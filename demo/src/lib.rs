@@ -1,0 +1,139 @@
+//! The demo applications, written with `sio-worker` only: an echo worker
+//! on `/echo` and a chat on `/`. `sio-demo` runs them with a gateway in one
+//! process; `chat-worker` runs them on their own against NATS.
+
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use sio_worker::{ConnectError, DisconnectReason, RawArgs, Socket, Worker};
+
+/// Namespaces whose connects the workers decide (the chat needs a
+/// nickname): the gateway's `--authorize` list for this demo.
+pub const AUTHORIZE: &[&str] = &["/"];
+
+/// Namespaces the demo serves.
+pub const NAMESPACES: &[&str] = &["/", "/echo"];
+
+/// The room everyone starts in.
+pub const LOBBY: &str = "lobby";
+
+/// Who a chat socket is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub nickname: String,
+}
+
+/// A chat line as clients receive it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Line {
+    pub room: String,
+    pub from: String,
+    pub text: String,
+}
+
+fn nickname(socket: &Socket) -> String {
+    socket
+        .data::<User>()
+        .and_then(Result::ok)
+        .map_or_else(|| "someone".into(), |u| u.nickname)
+}
+
+/// Registers the echo and chat handlers.
+pub fn worker() -> Worker {
+    let mut worker = Worker::new();
+    echo(&mut worker);
+    chat(&mut worker);
+    worker
+}
+
+/// `/echo`: every event comes back to its sender as `echo`, and acks are
+/// answered with the same arguments.
+pub fn echo(worker: &mut Worker) {
+    worker
+        .of("/echo")
+        .on_raw("echo", |socket: Socket, args: RawArgs| async move {
+            if socket.wants_ack() {
+                socket.ack_raw(&args).await?;
+            }
+            socket.emit_raw("echo", &args).await
+        });
+}
+
+/// `/`: nicknames (from the auth payload), rooms, messages to a room,
+/// a typing indicator.
+pub fn chat(worker: &mut Worker) {
+    worker
+        .of("/")
+        .on_connect(|socket: Socket| async move {
+            let user = socket
+                .auth::<User>()
+                .and_then(Result::ok)
+                .filter(|u| !u.nickname.trim().is_empty() && u.nickname.len() <= 32)
+                .ok_or_else(|| ConnectError::new("choose a nickname (1 to 32 characters)"))?;
+            let nickname = user.nickname.trim().to_owned();
+            socket
+                .set_data(&User {
+                    nickname: nickname.clone(),
+                })
+                .await
+                .ok();
+            socket.join([LOBBY]).await.ok();
+            socket
+                .to(LOBBY)
+                .emit("joined", &(LOBBY, &nickname))
+                .await
+                .ok();
+            socket.emit("welcome", &(&nickname, LOBBY)).await.ok();
+            Ok(())
+        })
+        .on("join", |socket: Socket, (room,): (String,)| async move {
+            let room = room.trim().to_owned();
+            if room.is_empty() || room.len() > 64 {
+                return socket.ack(&(false,)).await;
+            }
+            socket.join([room.clone()]).await?;
+            socket
+                .to(room.clone())
+                .emit("joined", &(&room, nickname(&socket)))
+                .await?;
+            socket.ack(&(true,)).await
+        })
+        .on("leave", |socket: Socket, (room,): (String,)| async move {
+            socket.leave([room.clone()]).await?;
+            socket
+                .to(room.clone())
+                .emit("left", &(&room, nickname(&socket)))
+                .await
+        })
+        .on(
+            "message",
+            |socket: Socket, (room, text): (String, String)| async move {
+                if !socket.rooms().contains(&room) || text.is_empty() || text.len() > 2000 {
+                    return socket.ack(&(false,)).await;
+                }
+                let line = Line {
+                    room: room.clone(),
+                    from: nickname(&socket),
+                    text,
+                };
+                socket.of("/").to(room).emit("message", &(&line,)).await?;
+                socket.ack(&(true,)).await
+            },
+        )
+        .on("typing", |socket: Socket, (room,): (String,)| async move {
+            socket
+                .to(room.clone())
+                .volatile()
+                .emit("typing", &(&room, nickname(&socket)))
+                .await
+        })
+        .on_disconnect(|socket: Socket, _: DisconnectReason| async move {
+            for room in socket.rooms() {
+                socket
+                    .to(room.clone())
+                    .emit("left", &(room, nickname(&socket)))
+                    .await?;
+            }
+            Ok::<(), sio_worker::Error>(())
+        });
+}
