@@ -120,6 +120,9 @@ pub fn chat(worker: &mut Worker) {
                 socket.ack(&(true,)).await
             },
         )
+        .on("quit", |socket: Socket, ()| async move {
+            socket.disconnect(false).await
+        })
         .on("typing", |socket: Socket, (room,): (String,)| async move {
             socket
                 .to(room.clone())
