@@ -1,24 +1,4 @@
-//! The worker SDK: register handlers per namespace and event, receive
-//! typed arguments, answer acknowledgements, emit to rooms and sockets.
-//! An [`Emitter`] does the emitting part for any process on the bus.
-//!
-//! Workers are stateless: everything a handler needs (socket id, namespace,
-//! handshake, socket data, rooms) arrives with each event, so any number
-//! of workers can serve the same gateways.
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use sio_worker::{Socket, Worker};
-//!
-//! # async fn run(bus: Arc<dyn sio_bus::Bus>) -> Result<(), sio_worker::Error> {
-//! let mut worker = Worker::new();
-//! worker.of("/").on("chat", |socket: Socket, (text,): (String,)| async move {
-//!     socket.to("lobby").emit("chat", &(socket.id().to_string(), text)).await
-//! });
-//! worker.run(bus).await
-//! # }
-//! ```
-
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 mod args;
