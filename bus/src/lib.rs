@@ -143,7 +143,7 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
             let inbox = self.new_inbox();
             let mut sub = self.subscribe(inbox.clone()).await?;
             self.publish_with_reply(subject, inbox, payload).await?;
-            let mut answers = Vec::with_capacity(expected);
+            let mut answers = Vec::with_capacity(expected.min(64));
             let deadline = tokio::time::Instant::now() + timeout;
             while answers.len() < expected {
                 match tokio::time::timeout_at(deadline, sub.next()).await {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use sio_bus::Bus;
 use sio_protocol::envelope::{
-    self, Command, CommandReply, DisconnectReason, Emit, EmitId, EncodedPacket, Heartbeat,
+    self, Command, CommandReply, ControlReply, ControlRequest, ControlResult, DisconnectReason,
+    Emit, EmitId, EncodedPacket, Heartbeat, Selector,
 };
 use sio_protocol::id::{GatewayId, Sid, SocketId};
 use sio_protocol::socketio::{Event, Kind, Packet};
@@ -306,14 +307,7 @@ impl Shared {
             }
             Command::Join { rooms, .. } => self.index_add(&socket, &rooms).await,
             Command::Leave { rooms, .. } => self.leave(&socket, &rooms),
-            Command::Disconnect { close: false, .. } => self.disconnect_socket(&socket),
-            Command::Disconnect { close: true, .. } => {
-                let sockets: Vec<_> = socket.session.state().sockets.values().cloned().collect();
-                for s in sockets {
-                    self.disconnect_socket(&s);
-                }
-                self.close_session(&socket.session, DisconnectReason::ForcedClose);
-            }
+            Command::Disconnect { close, .. } => self.disconnect(&socket, close),
             Command::SetData { data, .. } => socket.set_data(data),
             Command::Poll(_) | Command::Broadcast(_) => {}
         }
@@ -434,20 +428,153 @@ pub(crate) async fn serve_commands(shared: Weak<Shared>, mut sub: sio_bus::Subsc
     }
 }
 
+/// Serves `P.ctl`: cluster operations every gateway answers for its own
+/// sockets.
+pub(crate) async fn serve_control(shared: Weak<Shared>, mut sub: sio_bus::Subscription) {
+    while let Some(message) = sub.next().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let Some(reply) = message.reply else { continue };
+        let request = match envelope::decode_owned::<ControlRequest>(&message.payload) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::error!(%error, "bad control envelope");
+                shared.metrics.drop("bad_envelope");
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            let body = shared.on_control(request).await;
+            let answer = ControlReply {
+                gateway: shared.id,
+                body,
+            };
+            if let Ok(bytes) = envelope::encode(&answer) {
+                shared.publish(reply, bytes.into()).await;
+            }
+        });
+    }
+}
+
+impl Shared {
+    /// This gateway's presence, as announced on `P.hb`.
+    fn heartbeat(&self, address: &str) -> Heartbeat {
+        Heartbeat {
+            gateway: self.id,
+            address: address.to_owned(),
+            sockets: u64::try_from(self.sockets_lock().len()).unwrap_or(u64::MAX),
+            version: env!("CARGO_PKG_VERSION").into(),
+            interval_ms: self.config.heartbeat_interval,
+            ready: !self.is_draining(),
+        }
+    }
+
+    /// The local sockets a selector picks.
+    fn select(&self, selector: &Selector) -> Vec<Arc<Socket>> {
+        let ids = lock(&self.rooms).targets(&selector.ns, &selector.rooms, &selector.except);
+        let sockets = self.sockets_lock();
+        ids.iter()
+            .filter_map(|id| sockets.get(id).cloned())
+            .collect()
+    }
+
+    async fn on_control(self: &Arc<Self>, request: ControlRequest) -> ControlResult {
+        let done = |n: usize| ControlResult::Done {
+            sockets: u64::try_from(n).unwrap_or(u64::MAX),
+        };
+        match request {
+            ControlRequest::Presence => {
+                ControlResult::Presence(self.heartbeat(&self.config.listen.to_string()))
+            }
+            ControlRequest::FetchSockets(selector) => {
+                ControlResult::Sockets(self.select(&selector).iter().map(|s| s.context()).collect())
+            }
+            ControlRequest::SocketsJoin { selector, rooms } => {
+                let sockets = self.select(&selector);
+                for socket in &sockets {
+                    self.index_add(socket, &rooms).await;
+                }
+                done(sockets.len())
+            }
+            ControlRequest::SocketsLeave { selector, rooms } => {
+                let sockets = self.select(&selector);
+                for socket in &sockets {
+                    self.leave(socket, &rooms);
+                }
+                done(sockets.len())
+            }
+            ControlRequest::DisconnectSockets { selector, close } => {
+                let sockets = self.select(&selector);
+                for socket in &sockets {
+                    self.disconnect(socket, close);
+                }
+                done(sockets.len())
+            }
+            ControlRequest::BroadcastWithAck {
+                selector,
+                data,
+                attachments,
+                timeout_ms,
+            } => {
+                let sockets = self.select(&selector);
+                let expected = u64::try_from(sockets.len()).unwrap_or(u64::MAX);
+                let mut answers = Vec::with_capacity(sockets.len());
+                for socket in &sockets {
+                    answers.push(self.emit_with_ack(socket, &data, &attachments));
+                }
+                let deadline = tokio::time::Instant::now() + ms(timeout_ms);
+                let mut acks = Vec::new();
+                for (socket, answer) in sockets.iter().zip(answers) {
+                    let Some((id, answer)) = answer else { continue };
+                    match tokio::time::timeout_at(deadline, answer).await {
+                        Ok(Ok(reply)) => acks.push(reply),
+                        _ => socket.forget_ack(id),
+                    }
+                }
+                ControlResult::Acks { acks, expected }
+            }
+        }
+    }
+
+    /// Sends an event that asks for an ack; `None` if the data is invalid.
+    fn emit_with_ack(
+        self: &Arc<Self>,
+        socket: &Arc<Socket>,
+        data: &str,
+        attachments: &[bytes::Bytes],
+    ) -> Option<(u64, tokio::sync::oneshot::Receiver<envelope::AckReply>)> {
+        let binary = (!attachments.is_empty()).then(|| attachments.to_vec());
+        let Ok(event) = Event::from_data(data.to_owned().into(), binary) else {
+            self.metrics.drop("bad_envelope");
+            return None;
+        };
+        let (id, answer) = socket.expect_ack();
+        let packet = Packet::new(socket.ns.clone(), Kind::Event(event.with_id(id)));
+        self.send_to(socket, crate::socket::frames(&packet));
+        Some((id, answer))
+    }
+
+    /// Disconnects a socket (`close`: its whole client connection).
+    fn disconnect(self: &Arc<Self>, socket: &Arc<Socket>, close: bool) {
+        if !close {
+            return self.disconnect_socket(socket);
+        }
+        let sockets: Vec<_> = socket.session.state().sockets.values().cloned().collect();
+        for s in sockets {
+            self.disconnect_socket(&s);
+        }
+        self.close_session(&socket.session, DisconnectReason::ForcedClose);
+    }
+}
+
 /// Announces this gateway on `P.hb` and tracks the bus connection.
 pub(crate) async fn announce(shared: Weak<Shared>, address: String) {
     loop {
         let Some(s) = shared.upgrade() else { return };
         let connected = s.bus.state() == sio_bus::State::Connected;
         s.metrics.bus_connected.set(i64::from(connected));
-        let hb = Heartbeat {
-            gateway: s.id,
-            address: address.clone(),
-            sockets: u64::try_from(s.sockets_lock().len()).unwrap_or(u64::MAX),
-            version: env!("CARGO_PKG_VERSION").into(),
-            interval_ms: s.config.heartbeat_interval,
-            ready: !s.is_draining(),
-        };
+        let hb = s.heartbeat(&address);
         if let Ok(bytes) = envelope::encode(&hb) {
             if connected {
                 s.publish(s.subjects.heartbeat(), bytes.into()).await;

@@ -72,8 +72,10 @@ impl Gateway {
         let address = config.listen.to_string();
         let shared = Arc::new(gateway::Shared::new(config, bus, id, subjects));
         let commands = shared.bus.subscribe(shared.subjects.gateway(id)).await?;
-        shared.bus.flush().await?;
         tokio::spawn(gateway::serve_commands(Arc::downgrade(&shared), commands));
+        let control = shared.bus.subscribe(shared.subjects.control()).await?;
+        tokio::spawn(gateway::serve_control(Arc::downgrade(&shared), control));
+        shared.bus.flush().await?;
         tokio::spawn(gateway::announce(Arc::downgrade(&shared), address));
         tokio::spawn(gateway::heartbeats(Arc::downgrade(&shared)));
         tracing::info!(gateway = %id, "gateway started");

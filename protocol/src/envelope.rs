@@ -286,6 +286,9 @@ pub struct Selector {
 /// `P.ctl`: a cluster operation every gateway answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
+    /// Who is there: each gateway answers with its heartbeat at once (a
+    /// newcomer learns the live gateways without waiting for `P.hb`).
+    Presence,
     FetchSockets(Selector),
     SocketsJoin {
         selector: Selector,
@@ -317,6 +320,7 @@ pub struct ControlReply {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlResult {
+    Presence(Heartbeat),
     Sockets(Vec<SocketContext>),
     /// How many sockets the operation touched.
     Done {
@@ -518,6 +522,7 @@ mod tests {
                 content_type: "text/plain".into(),
                 body: Bytes::new()
             }),
+            ControlRequest::Presence,
             ControlRequest::FetchSockets(selector.clone()),
             ControlRequest::SocketsJoin {
                 selector: selector.clone(),

@@ -260,6 +260,7 @@ fn command_reply() -> impl Strategy<Value = CommandReply> {
 
 fn control() -> impl Strategy<Value = ControlRequest> {
     prop_oneof![
+        Just(ControlRequest::Presence),
         selector().prop_map(ControlRequest::FetchSockets),
         (selector(), strings())
             .prop_map(|(selector, rooms)| ControlRequest::SocketsJoin { selector, rooms }),
@@ -280,6 +281,24 @@ fn control() -> impl Strategy<Value = ControlRequest> {
 
 fn control_reply() -> impl Strategy<Value = ControlReply> {
     let body = prop_oneof![
+        (
+            gateway(),
+            ".{0,8}",
+            any::<u64>(),
+            ".{0,8}",
+            any::<u64>(),
+            any::<bool>()
+        )
+            .prop_map(|(gateway, address, sockets, version, interval_ms, ready)| {
+                ControlResult::Presence(Heartbeat {
+                    gateway,
+                    address,
+                    sockets,
+                    version,
+                    interval_ms,
+                    ready,
+                })
+            }),
         vec(socket(), 0..3).prop_map(ControlResult::Sockets),
         any::<u64>().prop_map(|sockets| ControlResult::Done { sockets }),
         (vec(ack_reply(), 0..3), any::<u64>())

@@ -10,13 +10,21 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sio_bus::Bus;
-use sio_protocol::envelope::{self, Command, Emit, EmitId};
+use sio_protocol::envelope::{
+    self, Command, ControlReply, ControlRequest, ControlResult, Emit, EmitId, Handshake, Selector,
+    SocketContext,
+};
 use sio_protocol::id::{GatewayId, SocketId};
+use sio_protocol::socketio;
 use sio_protocol::subject::Subjects;
 
+use crate::presence::Presence;
 use crate::{Error, args};
 
 /// Emits to Socket.IO clients from any process on the bus: a cron job, an
@@ -25,6 +33,7 @@ use crate::{Error, args};
 pub struct Emitter {
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) subjects: Arc<Subjects>,
+    presence: Arc<Presence>,
 }
 
 impl Emitter {
@@ -33,6 +42,7 @@ impl Emitter {
         Self {
             bus,
             subjects: Arc::new(Subjects::default()),
+            presence: Arc::default(),
         }
     }
 
@@ -42,6 +52,7 @@ impl Emitter {
         Ok(Self {
             bus,
             subjects: Arc::new(subjects),
+            presence: Arc::default(),
         })
     }
 
@@ -53,7 +64,27 @@ impl Emitter {
             rooms: Vec::new(),
             except: Vec::new(),
             volatile: false,
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Asks every live gateway and gathers their answers.
+    async fn control(
+        &self,
+        request: &ControlRequest,
+        timeout: Duration,
+    ) -> Result<Vec<ControlResult>, Error> {
+        let expected = self.presence.live(self).await?;
+        let payload: Bytes = envelope::encode(request)?.into();
+        let answers = self
+            .bus
+            .gather(self.subjects.control(), payload, expected, timeout)
+            .await?;
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(envelope::decode_owned::<ControlReply>(&answer)?.body);
+        }
+        Ok(results)
     }
 
     /// Targets room `room` of the default namespace.
@@ -76,9 +107,154 @@ pub struct Operators {
     rooms: Vec<String>,
     except: Vec<String>,
     volatile: bool,
+    timeout: Duration,
+}
+
+/// How long cluster operations wait for gateways and clients by default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A socket somewhere in the cluster, as `fetch_sockets` finds it.
+#[derive(Debug, Clone)]
+pub struct RemoteSocket {
+    context: SocketContext,
+}
+
+impl RemoteSocket {
+    pub fn id(&self) -> SocketId {
+        self.context.id
+    }
+
+    pub fn ns(&self) -> &str {
+        &self.context.ns
+    }
+
+    pub fn handshake(&self) -> &Handshake {
+        &self.context.handshake
+    }
+
+    pub fn rooms(&self) -> &[String] {
+        &self.context.rooms
+    }
+
+    /// The socket data, as `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Option<Result<T, Error>> {
+        let data = self.context.data.as_deref()?;
+        Some(
+            serde_json::from_str(data)
+                .map_err(|e| Error::Data(socketio::Error::Deserialize(e.to_string()))),
+        )
+    }
 }
 
 impl Operators {
+    fn selector(&self) -> Selector {
+        Selector {
+            ns: self.ns.clone(),
+            rooms: self.rooms.clone(),
+            except: self.except.clone(),
+        }
+    }
+
+    /// How long cluster operations wait (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The targeted sockets on every gateway.
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, Error> {
+        let request = ControlRequest::FetchSockets(self.selector());
+        let mut found = Vec::new();
+        for result in self.emitter.control(&request, self.timeout).await? {
+            if let ControlResult::Sockets(sockets) = result {
+                found.extend(sockets.into_iter().map(|context| RemoteSocket { context }));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Puts the targeted sockets in `rooms`; returns how many there were.
+    pub async fn sockets_join<I: IntoIterator<Item = R>, R: Into<String>>(
+        &self,
+        rooms: I,
+    ) -> Result<u64, Error> {
+        let rooms = rooms.into_iter().map(Into::into).collect();
+        self.count(ControlRequest::SocketsJoin {
+            selector: self.selector(),
+            rooms,
+        })
+        .await
+    }
+
+    /// Takes the targeted sockets out of `rooms`.
+    pub async fn sockets_leave<I: IntoIterator<Item = R>, R: Into<String>>(
+        &self,
+        rooms: I,
+    ) -> Result<u64, Error> {
+        let rooms = rooms.into_iter().map(Into::into).collect();
+        self.count(ControlRequest::SocketsLeave {
+            selector: self.selector(),
+            rooms,
+        })
+        .await
+    }
+
+    /// Disconnects the targeted sockets (`close`: their whole connections).
+    pub async fn disconnect_sockets(&self, close: bool) -> Result<u64, Error> {
+        self.count(ControlRequest::DisconnectSockets {
+            selector: self.selector(),
+            close,
+        })
+        .await
+    }
+
+    async fn count(&self, request: ControlRequest) -> Result<u64, Error> {
+        let results = self.emitter.control(&request, self.timeout).await?;
+        Ok(results
+            .iter()
+            .map(|r| match r {
+                ControlResult::Done { sockets } => *sockets,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    /// Emits to the targeted sockets and gathers every client's answer,
+    /// read as `R`. If some do not answer within the timeout, the error
+    /// says how many did.
+    pub async fn emit_with_ack<T, R>(&self, event: &str, args: &T) -> Result<Vec<R>, Error>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let (data, attachments) = args::event_data(event, args)?;
+        let request = ControlRequest::BroadcastWithAck {
+            selector: self.selector(),
+            data,
+            attachments,
+            timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        // Gateways answer when their clients did, or at the timeout.
+        let results = self
+            .emitter
+            .control(&request, self.timeout + Duration::from_secs(2))
+            .await?;
+        let (mut answers, mut expected) = (Vec::new(), 0);
+        for result in results {
+            if let ControlResult::Acks { acks, expected: n } = result {
+                expected += n;
+                for ack in acks {
+                    answers.push(args::from_array(&ack.data, &ack.attachments)?);
+                }
+            }
+        }
+        let answered = u64::try_from(answers.len()).unwrap_or(u64::MAX);
+        if answered < expected {
+            return Err(Error::PartialAcks { answered, expected });
+        }
+        Ok(answers)
+    }
+
     /// Adds a room (or a socket id) to the targets; without any, the whole
     /// namespace is targeted.
     pub fn to(mut self, room: impl Into<String>) -> Self {

@@ -14,6 +14,8 @@ pub enum Error {
     UnknownSocket(String),
     #[error("the client did not acknowledge in time")]
     AckTimeout,
+    #[error("only {answered} of {expected} clients acknowledged in time")]
+    PartialAcks { answered: u64, expected: u64 },
     #[error("the client did not ask for an acknowledgement")]
     NoAck,
     #[error("unexpected reply from the gateway")]

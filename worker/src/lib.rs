@@ -4,11 +4,12 @@
 mod args;
 mod emitter;
 mod error;
+mod presence;
 mod socket;
 mod worker;
 
 pub use args::RawArgs;
-pub use emitter::{Emitter, Operators};
+pub use emitter::{Emitter, Operators, RemoteSocket};
 pub use error::Error;
 pub use sio_protocol::envelope::{DisconnectReason, Handshake};
 pub use sio_protocol::id::SocketId;
