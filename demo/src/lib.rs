@@ -60,7 +60,7 @@ pub fn echo(worker: &mut Worker) {
 }
 
 /// `/`: nicknames (from the auth payload), rooms, messages to a room,
-/// a typing indicator.
+/// a typing indicator, the users of a room.
 pub fn chat(worker: &mut Worker) {
     worker
         .of("/")
@@ -120,6 +120,17 @@ pub fn chat(worker: &mut Worker) {
                 socket.ack(&(true,)).await
             },
         )
+        .on("users", |socket: Socket, (room,): (String,)| async move {
+            // Everyone in the room, on every gateway.
+            let members = socket.of("/").to(room).fetch_sockets().await?;
+            let mut names: Vec<String> = members
+                .iter()
+                .filter_map(|m| m.data::<User>().and_then(Result::ok))
+                .map(|u| u.nickname)
+                .collect();
+            names.sort();
+            socket.ack(&(names,)).await
+        })
         .on("quit", |socket: Socket, ()| async move {
             socket.disconnect(false).await
         })

@@ -3,15 +3,21 @@
 // Started by tests/tests/js.rs with SIO_URL set.
 "use strict";
 
-const { test } = require("node:test");
+const { test, after } = require("node:test");
 const assert = require("node:assert/strict");
 const { io } = require("socket.io-client");
 
 const URL = process.env.SIO_URL || "http://127.0.0.1:3000";
 const TIMEOUT = 5000;
 
+// Every socket a test opened is closed at the end, even after a failure,
+// so the process can exit.
+const opened = new Set();
+after(() => { for (const socket of opened) socket.close(); });
+
 function open(nsp, opts = {}) {
   const socket = io(URL + nsp, { reconnection: false, timeout: TIMEOUT, ...opts });
+  opened.add(socket);
   return new Promise((resolve, reject) => {
     socket.once("connect", () => resolve(socket));
     socket.once("connect_error", (err) => { socket.close(); reject(err); });
@@ -74,6 +80,7 @@ test("auth accepted and refused with data", async () => {
   await assert.rejects(chatter(""), (err) => err.message === "choose a nickname (1 to 32 characters)");
   const welcome = new Promise((resolve) => {
     const socket = io(URL, { auth: { nickname: "ada" }, reconnection: false });
+    opened.add(socket);
     socket.once("welcome", (...args) => resolve([socket, args]));
   });
   const [socket, args] = await welcome;
@@ -96,6 +103,7 @@ test("rooms: messages reach members only, leaving stops them", async () => {
   assert.deepEqual(await toBob, [{ room: "rust", from: "ada", text: "hello" }]);
   await notCid;
   assert.equal(await cid.timeout(TIMEOUT).emitWithAck("message", "rust", "not a member"), false);
+  assert.deepEqual(await cid.timeout(TIMEOUT).emitWithAck("users", "rust"), ["ada", "bob"]);
   const left = next(ada, "left");
   bob.emit("leave", "rust");
   assert.deepEqual(await left, ["rust", "bob"]);

@@ -61,8 +61,8 @@ fn demo_config() -> Config {
 async fn run_suite(url: String) {
     node_modules();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .args(["--test", "--test-reporter=spec", "tests/js/"])
+        Command::new("timeout")
+            .args(["120", "node", "--test", "--test-reporter=spec", "tests/js/"])
             .env("SIO_URL", url)
             .current_dir(root())
             .output()

@@ -357,3 +357,18 @@ async fn shutdown_waits_for_running_handlers_then_stops_taking_events() {
         "no worker takes events any more"
     );
 }
+
+#[tokio::test]
+async fn fetch_sockets_from_a_handler_on_the_in_process_bus() {
+    let s = setup(BusKind::Memory, test_config()).await;
+    let mut worker = Worker::new();
+    worker.of("/").on("count", |socket: Socket, ()| async move {
+        let all = socket.of("/").fetch_sockets().await?;
+        socket.ack(&(all.len(),)).await
+    });
+    let _running = start(&s, worker).await;
+    let (mut a, _) = Ws::joined(s.gw.addr, "/").await;
+    let (_b, _) = Ws::joined(s.gw.addr, "/").await;
+    a.send(r#"421["count"]"#).await;
+    assert_eq!(a.text().await, "431[2]");
+}
