@@ -4,8 +4,57 @@
 
 #![forbid(unsafe_code)]
 
+use std::path::{Path, PathBuf};
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use sio_gateway::Gateway;
 use sio_worker::{ConnectError, DisconnectReason, RawArgs, Socket, Worker};
+
+const PAGE: &str = include_str!("../static/index.html");
+
+/// The stock socket.io browser client, installed from npm (`npm ci` at
+/// the repository root) and served by the demo, so the page loads nothing
+/// from the internet.
+fn bundle_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../node_modules/socket.io-client/dist/socket.io.min.js")
+}
+
+/// The browser client bundle, installing it with `npm ci` when missing.
+pub fn client_bundle() -> Result<Vec<u8>, String> {
+    let path = bundle_path();
+    if !path.exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        eprintln!("sio-demo: installing the socket.io browser client (npm ci)…");
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&root)
+            .status()
+            .map_err(|e| format!("cannot run npm: {e}"))?;
+        if !status.success() {
+            return Err(format!("npm ci failed in {}", root.display()));
+        }
+    }
+    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The gateway's routes plus the chat page (`/`) and the client bundle
+/// (`/socket.io.min.js`).
+pub fn app(gateway: &Gateway, bundle: Vec<u8>) -> axum::Router {
+    gateway
+        .router()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/socket.io.min.js",
+            get(move || {
+                let bundle = bundle.clone();
+                async move { ([(header::CONTENT_TYPE, "text/javascript")], bundle).into_response() }
+            }),
+        )
+}
 
 /// Namespaces whose connects the workers decide (the chat needs a
 /// nickname): the gateway's `--authorize` list for this demo.

@@ -8,42 +8,11 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
 use sio_bus::{Bus, MemoryBus};
 use sio_gateway::{Config, Gateway, logging};
-
-const PAGE: &str = include_str!("../static/index.html");
-
-/// The stock socket.io browser client, installed from npm (`npm ci` at
-/// the repository root) and served from here, so the page loads nothing
-/// from the internet.
-fn bundle_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../node_modules/socket.io-client/dist/socket.io.min.js")
-}
-
-fn client_bundle() -> Result<Vec<u8>, String> {
-    let path = bundle_path();
-    if !path.exists() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        eprintln!("sio-demo: installing the socket.io browser client (npm ci)…");
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&root)
-            .status()
-            .map_err(|e| format!("cannot run npm: {e}"))?;
-        if !status.success() {
-            return Err(format!("npm ci failed in {}", root.display()));
-        }
-    }
-    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
-}
 
 async fn run(mut config: Config) -> Result<(), String> {
     for ns in sio_demo::NAMESPACES {
@@ -54,7 +23,7 @@ async fn run(mut config: Config) -> Result<(), String> {
     config
         .authorize
         .extend(sio_demo::AUTHORIZE.iter().map(|ns| (*ns).to_owned()));
-    let bundle = client_bundle()?;
+    let bundle = sio_demo::client_bundle()?;
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
     let listener = sio_gateway::bind(config.listen, config.backlog).map_err(|e| e.to_string())?;
     let gateway = Gateway::new(config.clone(), bus.clone())
@@ -64,16 +33,7 @@ async fn run(mut config: Config) -> Result<(), String> {
         .start(bus)
         .await
         .map_err(|e| e.to_string())?;
-    let app = gateway
-        .router()
-        .route("/", get(|| async { Html(PAGE) }))
-        .route(
-            "/socket.io.min.js",
-            get(move || {
-                let bundle = bundle.clone();
-                async move { ([(header::CONTENT_TYPE, "text/javascript")], bundle).into_response() }
-            }),
-        );
+    let app = sio_demo::app(&gateway, bundle);
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     println!(
         "sio-demo: chat on http://localhost:{port} (gateway, chat and echo workers in one process; Ctrl-C stops)"

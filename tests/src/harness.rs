@@ -90,14 +90,24 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(config: Config, bus: Arc<dyn Bus>) -> Self {
+        Self::start_app(config, bus, Gateway::router).await
+    }
+
+    /// A gateway serving `app(&gateway)`: its routes plus an app's own.
+    pub async fn start_app(
+        config: Config,
+        bus: Arc<dyn Bus>,
+        app: impl FnOnce(&Gateway) -> axum::Router,
+    ) -> Self {
         let listener = sio_gateway::bind(config.listen, config.backlog).expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let gateway = Gateway::new(config, bus).await.expect("gateway");
+        let app = app(&gateway);
         let (stop, stopped) = oneshot::channel();
         let serving = gateway.clone();
         let task = tokio::spawn(async move {
             let _ = serving
-                .serve(listener, async {
+                .serve_with(listener, app, async {
                     let _ = stopped.await;
                 })
                 .await;
