@@ -4,7 +4,7 @@
 //! Socket.IO sockets (one per namespace) of its client. It starts on
 //! polling or directly on websocket; a polling session may upgrade once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -65,6 +65,9 @@ pub(crate) struct State {
     pub(crate) sockets: HashMap<String, Arc<Socket>>,
     /// Set once any namespace was joined (connectTimeout).
     pub(crate) joined: bool,
+    /// Namespaces whose connect the workers are deciding: a repeated
+    /// CONNECT meanwhile is ignored, so a client cannot pile up requests.
+    pub(crate) connecting: HashSet<String>,
 }
 
 impl Session {
@@ -94,6 +97,7 @@ impl Session {
                 decoder,
                 sockets: HashMap::new(),
                 joined: false,
+                connecting: HashSet::new(),
             }),
         }
     }

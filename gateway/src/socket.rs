@@ -228,13 +228,19 @@ impl Shared {
             let refusal = Kind::ConnectError(error_object("Invalid namespace").into());
             return self.send_packet(session, &Packet::new(nsp, refusal));
         }
-        if session.state().sockets.contains_key(&nsp) {
-            return;
+        let authorize = self.config.authorize.contains(&nsp);
+        {
+            let mut state = session.state();
+            if state.sockets.contains_key(&nsp) || state.connecting.contains(&nsp) {
+                return;
+            }
+            if authorize {
+                state.connecting.insert(nsp.clone());
+            }
         }
         let Ok(id) = SocketId::random(self.id) else {
             return self.close_session(session, DisconnectReason::TransportError);
         };
-        let authorize = self.config.authorize.contains(&nsp);
         let socket = Arc::new(Socket::new(
             id,
             nsp.clone(),
@@ -262,6 +268,7 @@ impl Shared {
         tokio::spawn(async move {
             let timeout = crate::config::ms(shared.config.connect_request_timeout);
             let reply = shared.bus.request(subject, payload, timeout).await;
+            socket.session.state().connecting.remove(&nsp);
             let reply = reply.map_err(|e| e.to_string()).and_then(|b| {
                 envelope::decode_owned::<ConnectReply>(&b).map_err(|e| e.to_string())
             });

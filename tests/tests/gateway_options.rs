@@ -257,3 +257,45 @@ async fn slow_clients_are_cut_and_counted() {
     assert_eq!(p.get().await.text(), r#"42["v",0]"#);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test]
+async fn repeated_connects_while_workers_decide_are_ignored() {
+    let (gw, bus) = gateway(Config {
+        authorize: vec!["/".into()],
+        ..test_config()
+    })
+    .await;
+    let mut conn = bus
+        .subscribe(Subjects::default().connect("/"))
+        .await
+        .unwrap();
+    let (mut ws, _) = Ws::open(gw.addr).await;
+    for _ in 0..20 {
+        ws.send("40").await;
+    }
+    let first = tokio::time::timeout(WAIT, conn.next())
+        .await
+        .unwrap()
+        .unwrap();
+    // Only one request reaches the workers.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), conn.next())
+            .await
+            .is_err()
+    );
+    let accept = ConnectReply::Accept {
+        data: None,
+        rooms: vec![],
+    };
+    bus.publish(
+        first.reply.unwrap(),
+        envelope::encode(&accept).unwrap().into(),
+    )
+    .await
+    .unwrap();
+    assert!(ws.text().await.starts_with("40{"));
+    assert!(
+        ws.quiet(Duration::from_millis(200)).await,
+        "one CONNECT reply only"
+    );
+}
