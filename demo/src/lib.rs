@@ -200,3 +200,75 @@ pub fn chat(worker: &mut Worker) {
             Ok::<(), sio_worker::Error>(())
         });
 }
+
+async fn connect(url: &str, name: &str) -> Result<std::sync::Arc<dyn sio_bus::Bus>, String> {
+    let options = sio_bus::NatsOptions {
+        urls: url.split(',').map(str::to_owned).collect(),
+        name: Some(name.into()),
+        ..sio_bus::NatsOptions::default()
+    };
+    let bus = sio_bus::NatsBus::connect(&options)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(bus))
+}
+
+/// The `chat-worker` program: the demo's workers against NATS at `url`
+/// until SIGTERM or SIGINT; says how many messages it handled.
+pub async fn worker_main(url: &str) -> Result<(), String> {
+    let bus = connect(url, "chat-worker").await?;
+    let running = worker().start(bus).await.map_err(|e| e.to_string())?;
+    println!("chat-worker: serving / and /echo from {url}");
+    sio_gateway::shutdown_signal().await;
+    let handled = running.handled();
+    running.shutdown().await;
+    println!("chat-worker: handled {handled} messages");
+    Ok(())
+}
+
+/// The `emit` program: one emit from a process of its own,
+/// `emit <nats-url> <namespace> <room or -> <event> [<JSON array of arguments>]`.
+pub async fn emit_main(args: &[String]) -> Result<(), String> {
+    let [url, ns, room, event, rest @ ..] = args else {
+        return Err("usage: emit <nats-url> <namespace> <room or -> <event> [<JSON array>]".into());
+    };
+    let arguments: serde_json::Value = match rest.first() {
+        Some(json) => serde_json::from_str(json).map_err(|e| format!("arguments: {e}"))?,
+        None => serde_json::Value::Array(Vec::new()),
+    };
+    let io = sio_worker::Emitter::new(connect(url, "emit").await?);
+    let mut target = io.of(ns.as_str());
+    if room != "-" {
+        target = target.to(room.as_str());
+    }
+    target
+        .emit(event, &arguments)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The message must leave before the process does.
+    io.flush().await.map_err(|e| e.to_string())
+}
+
+fn exit(program: &str, result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{program}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `chat-worker [<nats-url>]` (default `nats://127.0.0.1:4222`).
+pub async fn worker_cli() -> std::process::ExitCode {
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    exit("chat-worker", worker_main(&url).await)
+}
+
+/// `emit <nats-url> <namespace> <room or -> <event> [<JSON array>]`.
+pub async fn emit_cli() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    exit("emit", emit_main(&args).await)
+}

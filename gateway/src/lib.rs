@@ -210,3 +210,28 @@ pub async fn run(config: Config) -> Result<(), Error> {
     );
     gateway.serve(listener, shutdown_signal()).await
 }
+
+/// The `sio-gateway` program: configuration from `args`, the environment
+/// and the file; logs; serve until SIGTERM or SIGINT.
+pub async fn main_with<I, T>(args: I) -> std::process::ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let config = match Config::load(args) {
+        Ok(config) => config,
+        Err(error) => return error.report(),
+    };
+    if let Err(error) = logging::init(config.log_format, &config.log_level) {
+        eprintln!("sio-gateway: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
+    match run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "gateway stopped");
+            eprintln!("sio-gateway: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -4,26 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
-
-use sio_gateway::{Config, logging};
-
 #[tokio::main]
-async fn main() -> ExitCode {
-    let config = match Config::load(std::env::args_os()) {
-        Ok(config) => config,
-        Err(error) => return error.report(),
-    };
-    if let Err(error) = logging::init(config.log_format, &config.log_level) {
-        eprintln!("sio-gateway: {error}");
-        return ExitCode::FAILURE;
-    }
-    match sio_gateway::run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "gateway stopped");
-            eprintln!("sio-gateway: {error}");
-            ExitCode::FAILURE
-        }
-    }
+async fn main() -> std::process::ExitCode {
+    sio_gateway::main_with(std::env::args_os()).await
 }

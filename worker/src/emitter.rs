@@ -92,6 +92,12 @@ impl Emitter {
         self.of("/").to(room)
     }
 
+    /// Resolves once everything emitted so far has reached the bus server
+    /// (call it before a short-lived process exits).
+    pub async fn flush(&self) -> Result<(), Error> {
+        Ok(self.bus.flush().await?)
+    }
+
     /// Emits to every socket of the default namespace.
     pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), Error> {
         self.of("/").emit(event, args).await

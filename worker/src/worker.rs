@@ -15,6 +15,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -267,19 +268,30 @@ impl Worker {
         }
         bus.flush().await?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(dispatch(self, emitter, rx, feeds, stopped));
-        Ok(Running { stop, task })
+        let handled = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(dispatch(self, emitter, rx, feeds, stopped, handled.clone()));
+        Ok(Running {
+            stop,
+            task,
+            handled,
+        })
     }
 }
 
-/// A started worker.
+/// A started worker. Dropping it stops the worker too.
 #[derive(Debug)]
 pub struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    handled: Arc<AtomicU64>,
 }
 
 impl Running {
+    /// Connects, events and disconnects this worker has taken so far.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
     /// Leaves the queue group, then waits for the handlers still running.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
@@ -293,6 +305,7 @@ async fn dispatch(
     mut rx: tokio::sync::mpsc::Receiver<(Kind, Message, String)>,
     feeds: Vec<tokio::task::JoinHandle<()>>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
+    handled: Arc<AtomicU64>,
 ) {
     let limit = Arc::new(Semaphore::new(worker.concurrency));
     let namespaces = Arc::new(worker.namespaces);
@@ -307,6 +320,7 @@ async fn dispatch(
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
+        handled.fetch_add(1, Ordering::Relaxed);
         let Some(handlers) = namespaces.get(&ns).cloned() else {
             continue;
         };
