@@ -96,7 +96,8 @@ pub fn worker() -> Worker {
 }
 
 /// `/echo`: every event comes back to its sender as `echo`, and acks are
-/// answered with the same arguments.
+/// answered with the same arguments; `ask` puts a question to the client
+/// and answers with the client's own answer.
 pub fn echo(worker: &mut Worker) {
     worker
         .of("/echo")
@@ -105,6 +106,13 @@ pub fn echo(worker: &mut Worker) {
                 socket.ack_raw(&args).await?;
             }
             socket.emit_raw("echo", &args).await
+        })
+        .on("ask", |socket: Socket, (question,): (String,)| async move {
+            let timeout = std::time::Duration::from_secs(5);
+            let (answer,): (serde_json::Value,) = socket
+                .emit_with_ack("question", &(question,), timeout)
+                .await?;
+            socket.ack(&(answer,)).await
         });
 }
 

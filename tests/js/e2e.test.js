@@ -76,6 +76,13 @@ test("binary in both directions: Buffer, ArrayBuffer, nested", async () => {
   }
 });
 
+test("acks from the server to the client", async () => {
+  const socket = await open("/echo");
+  socket.on("question", (q, answer) => answer(q + "?!"));
+  assert.equal(await socket.timeout(TIMEOUT).emitWithAck("ask", "really"), "really?!");
+  socket.disconnect();
+});
+
 test("auth accepted and refused with data", async () => {
   await assert.rejects(chatter(""), (err) => err.message === "choose a nickname (1 to 32 characters)");
   const welcome = new Promise((resolve) => {

@@ -78,6 +78,25 @@ async fn operations_span_every_gateway() {
     assert_eq!(b.text().await, r#"42["hello team"]"#);
     assert!(c.quiet(Duration::from_millis(200)).await);
 
+    // To one socket by id, wherever it is, and to a socket id plus a room
+    // it is in: once.
+    io.of("/")
+        .to(c_id.clone())
+        .emit("just c", &())
+        .await
+        .unwrap();
+    assert_eq!(c.text().await, r#"42["just c"]"#);
+    io.of("/")
+        .to(b_id.clone())
+        .to("team")
+        .emit("once", &())
+        .await
+        .unwrap();
+    assert_eq!(a.text().await, r#"42["once"]"#);
+    assert_eq!(b.text().await, r#"42["once"]"#);
+    assert!(b.quiet(Duration::from_millis(200)).await, "b got it twice");
+    assert!(c.quiet(Duration::from_millis(1)).await);
+
     // Broadcast with acks: every client answers, from both gateways.
     let ask = {
         let io = io.clone();

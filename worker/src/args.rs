@@ -74,6 +74,7 @@ pub(crate) fn encode(ns: &str, event: Event<'_>) -> Result<EncodedPacket, Error>
 pub struct RawArgs {
     /// The arguments as a JSON array, the event name left out.
     pub json: String,
+    /// The binary attachments the placeholders in `json` point at.
     pub attachments: Vec<Bytes>,
 }
 

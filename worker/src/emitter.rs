@@ -126,18 +126,22 @@ pub struct RemoteSocket {
 }
 
 impl RemoteSocket {
+    /// The socket id.
     pub fn id(&self) -> SocketId {
         self.context.id
     }
 
+    /// The namespace.
     pub fn ns(&self) -> &str {
         &self.context.ns
     }
 
+    /// What the client sent when it connected.
     pub fn handshake(&self) -> &Handshake {
         &self.context.handshake
     }
 
+    /// The rooms the socket is in.
     pub fn rooms(&self) -> &[String] {
         &self.context.rooms
     }

@@ -39,6 +39,7 @@ pub struct ConnectError {
 }
 
 impl ConnectError {
+    /// A refusal the client sees as `err.message`.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
@@ -69,6 +70,7 @@ impl ConnectError {
 
 /// What a handler may return: nothing, or a result whose error is logged.
 pub trait HandlerResult: Send {
+    /// `Err` with the message to log.
     fn into_result(self) -> Result<(), String>;
 }
 
@@ -198,6 +200,7 @@ impl Default for Worker {
 }
 
 impl Worker {
+    /// A worker with no handlers yet.
     pub fn new() -> Self {
         Self {
             namespaces: HashMap::new(),
