@@ -133,3 +133,102 @@ impl Drop for TestGateway {
         self.task.abort();
     }
 }
+
+/// The repository root (for the JavaScript and Python suites).
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Installs the pinned JavaScript packages once (`npm ci`) if missing.
+pub fn npm_ci() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if root()
+            .join("node_modules/socket.io-client/package.json")
+            .exists()
+        {
+            return;
+        }
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(root())
+            .status()
+            .expect("npm (Node 20) is needed for the end-to-end suites");
+        assert!(status.success(), "npm ci failed");
+    });
+}
+
+/// The gateway configuration the demo apps need, with test timers.
+pub fn demo_config() -> Config {
+    let mut config = test_config();
+    config.namespaces = sio_demo::NAMESPACES
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    config.authorize = sio_demo::AUTHORIZE
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    config.ping_interval = 5_000;
+    config.ping_timeout = 5_000;
+    config
+}
+
+/// Runs a program to its end (at most 120 s) from the repository root
+/// with `env`; fails with its output unless it succeeds. Returns the
+/// output.
+pub async fn run_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = std::process::Command::new("timeout");
+    command
+        .arg("120")
+        .arg(program)
+        .args(args)
+        .current_dir(root());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let name = program.to_owned();
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{report}"
+    );
+    report
+}
+
+/// Runs a Node test directory against `url`; fails unless every test passed.
+pub async fn node_suite(dir: &str, url: &str, env: &[(&str, &str)]) {
+    npm_ci();
+    let mut all = vec![("SIO_URL", url)];
+    all.extend_from_slice(env);
+    let report = run_program("node", &["--test", "--test-reporter=spec", dir], &all).await;
+    assert!(report.lines().any(|l| l.trim() == "ℹ fail 0"), "{report}");
+}
+
+/// Runs one check on the in-process bus and on NATS: `on_both_buses!(f, g)`
+/// makes modules `f` and `g` with tests `memory` and `nats` that call
+/// `f(BusKind::Memory)` and `f(BusKind::Nats)`.
+#[macro_export]
+macro_rules! on_both_buses {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name($crate::BusKind::Memory).await;
+            }
+
+            #[tokio::test]
+            async fn nats() {
+                super::$name($crate::BusKind::Nats).await;
+            }
+        }
+    )*};
+}

@@ -9,14 +9,10 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use sio_tests::{BusKind, TestGateway, test_config};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use sio_tests::harness::{demo_config, node_suite, root};
+use sio_tests::{BusKind, TestGateway};
 
 fn chromium() -> PathBuf {
     let path = std::env::var_os("CHROMIUM")
@@ -34,18 +30,7 @@ async fn chat_in_two_browser_pages() {
     let chromium = chromium();
     let bundle = sio_demo::client_bundle().expect("the socket.io browser client");
     let bus = BusKind::Memory.start().await;
-    let mut config = test_config();
-    config.namespaces = sio_demo::NAMESPACES
-        .iter()
-        .map(|n| (*n).to_owned())
-        .collect();
-    config.authorize = sio_demo::AUTHORIZE
-        .iter()
-        .map(|n| (*n).to_owned())
-        .collect();
-    config.ping_interval = 5_000;
-    config.ping_timeout = 5_000;
-    let gw = TestGateway::start_app(config, bus.bus.clone(), |gateway| {
+    let gw = TestGateway::start_app(demo_config(), bus.bus.clone(), |gateway| {
         sio_demo::app(gateway, bundle)
     })
     .await;
@@ -54,36 +39,12 @@ async fn chat_in_two_browser_pages() {
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("chat.png");
     let _ = std::fs::remove_file(&screenshot);
-    let url = format!("http://{}", gw.addr);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args([
-                "120",
-                "node",
-                "--test",
-                "--test-reporter=spec",
-                "tests/browser/",
-            ])
-            .env("SIO_URL", url)
-            .env("CHROMIUM", chromium)
-            .env("SCREENSHOT", &screenshot)
-            .current_dir(root())
-            .output()
-            .expect("node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the browser test failed:\n{report}"
-    );
-    assert!(report.lines().any(|l| l.trim() == "ℹ fail 0"), "{report}");
-    let png = std::fs::read(artifacts.join("chat.png")).expect("the screenshot");
+    let env = [
+        ("CHROMIUM", chromium.to_str().unwrap()),
+        ("SCREENSHOT", screenshot.to_str().unwrap()),
+    ];
+    node_suite("tests/browser/", &format!("http://{}", gw.addr), &env).await;
+    let png = std::fs::read(&screenshot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     workers.shutdown().await;
 }

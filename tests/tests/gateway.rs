@@ -22,7 +22,7 @@ use sio_protocol::id::SocketId;
 use sio_protocol::subject::Subjects;
 use sio_tests::harness::TestBus;
 use sio_tests::raw::{Polling, WAIT, Ws, http};
-use sio_tests::{BusKind, TestGateway, test_config};
+use sio_tests::{BusKind, TestGateway, on_both_buses, test_config};
 
 struct Setup {
     bus: TestBus,
@@ -71,24 +71,6 @@ fn packet(text: &str, attachments: Vec<Bytes>) -> EncodedPacket {
         text: Bytes::copy_from_slice(text.as_bytes()),
         attachments,
     }
-}
-
-macro_rules! on_both_buses {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn memory() {
-                super::$name(BusKind::Memory).await;
-            }
-
-            #[tokio::test]
-            async fn nats() {
-                super::$name(BusKind::Nats).await;
-            }
-        }
-    )*};
 }
 
 on_both_buses!(

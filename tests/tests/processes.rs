@@ -12,17 +12,13 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use sio_tests::NatsServer;
+use sio_tests::harness::{node_suite, npm_ci, root};
 use sio_tests::raw::{Ws, http};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// A child process, killed on drop, whose stdout lines can be awaited.
 struct Process {
@@ -124,26 +120,9 @@ async fn ready(addr: SocketAddr) {
     }
 }
 
-fn node(args: &[&str], url: &str) -> std::process::Output {
-    Command::new("timeout")
-        .arg("120")
-        .arg("node")
-        .args(args)
-        .env("SIO_URL", url)
-        .current_dir(root())
-        .output()
-        .expect("node")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_gateway_and_two_worker_processes() {
-    if !root().join("node_modules/socket.io-client").exists() {
-        let npm = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(root())
-            .status();
-        assert!(npm.unwrap().success(), "npm ci failed");
-    }
+    npm_ci();
     let nats = NatsServer::start().expect("nats-server");
     let url = nats.url();
     let addr: SocketAddr = TcpListener::bind("127.0.0.1:0")
@@ -161,23 +140,7 @@ async fn nats_gateway_and_two_worker_processes() {
     let base = format!("http://{addr}");
 
     // The stock client's suite.
-    let suite = {
-        let base = base.clone();
-        tokio::task::spawn_blocking(move || {
-            node(&["--test", "--test-reporter=spec", "tests/js/"], &base)
-        })
-        .await
-        .unwrap()
-    };
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&suite.stdout),
-        String::from_utf8_lossy(&suite.stderr)
-    );
-    assert!(
-        suite.status.success(),
-        "the Node suite failed against processes:\n{report}"
-    );
+    node_suite("tests/js/", &base, &[]).await;
 
     // An emit from a process of its own.
     let (mut ws, _) = Ws::joined(addr, "/echo").await;

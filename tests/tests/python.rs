@@ -8,14 +8,10 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sio_tests::{BusKind, TestGateway, test_config};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use sio_tests::harness::{demo_config, root, run_program};
+use sio_tests::{BusKind, TestGateway};
 
 /// Installs the pinned client if it is not importable yet.
 fn python_client() {
@@ -44,39 +40,15 @@ fn python_client() {
 async fn python_socketio_client() {
     python_client();
     let bus = BusKind::Memory.start().await;
-    let mut config = test_config();
-    config.namespaces = sio_demo::NAMESPACES
-        .iter()
-        .map(|n| (*n).to_owned())
-        .collect();
-    config.authorize = sio_demo::AUTHORIZE
-        .iter()
-        .map(|n| (*n).to_owned())
-        .collect();
-    config.ping_interval = 2_000;
-    config.ping_timeout = 2_000;
-    let gw = TestGateway::start(config, bus.bus.clone()).await;
+    let gw = TestGateway::start(demo_config(), bus.bus.clone()).await;
     let workers = sio_demo::worker().start(bus.bus.clone()).await.unwrap();
     let url = format!("http://{}", gw.addr);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["120", "python3", "tests/python/client_suite.py"])
-            .env("SIO_URL", url)
-            .current_dir(root())
-            .output()
-            .expect("python3")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the python-socketio suite failed:\n{report}"
-    );
+    let report = run_program(
+        "python3",
+        &["tests/python/client_suite.py"],
+        &[("SIO_URL", &url)],
+    )
+    .await;
     assert!(report.contains("6 passed, 0 failed"), "{report}");
     workers.shutdown().await;
 }

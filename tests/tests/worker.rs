@@ -17,7 +17,7 @@ use sio_bus::Bus;
 use sio_gateway::Config;
 use sio_tests::harness::TestBus;
 use sio_tests::raw::Ws;
-use sio_tests::{BusKind, TestGateway, test_config};
+use sio_tests::{BusKind, TestGateway, on_both_buses, test_config};
 use sio_worker::{ConnectError, DisconnectReason, Emitter, Socket, Worker};
 use tokio::sync::mpsc;
 
@@ -73,24 +73,6 @@ async fn setup(kind: BusKind, config: Config) -> Setup {
 /// Starts `worker` on its own connection; it serves once this returns.
 async fn start(s: &Setup, worker: Worker) -> sio_worker::Running {
     worker.start((s.connect)().await).await.unwrap()
-}
-
-macro_rules! on_both_buses {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn memory() {
-                super::$name(BusKind::Memory).await;
-            }
-
-            #[tokio::test]
-            async fn nats() {
-                super::$name(BusKind::Nats).await;
-            }
-        }
-    )*};
 }
 
 on_both_buses!(
