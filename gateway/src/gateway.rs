@@ -203,6 +203,7 @@ impl Shared {
     /// Delivers an emit from the bus to its local recipients, framing the
     /// packet once for all of them.
     fn on_emit(self: &Arc<Self>, payload: &[u8]) {
+        self.metrics.emits_received.inc();
         match envelope::decode_owned(payload) {
             Ok(emit) => self.deliver_emit(emit),
             Err(error) => {

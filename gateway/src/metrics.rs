@@ -31,6 +31,7 @@ pub(crate) struct Metrics {
     pub(crate) packets_in: Counter,
     pub(crate) packets_out: Counter,
     pub(crate) emits_delivered: Counter,
+    pub(crate) emits_received: Counter,
     pub(crate) drops: Family<ReasonLabel, Counter>,
     pub(crate) bus_connected: Gauge,
     pub(crate) bus_errors: Counter,
@@ -47,6 +48,7 @@ impl Default for Metrics {
             packets_in: Counter::default(),
             packets_out: Counter::default(),
             emits_delivered: Counter::default(),
+            emits_received: Counter::default(),
             drops: Family::default(),
             bus_connected: Gauge::default(),
             bus_errors: Counter::default(),
@@ -80,6 +82,11 @@ impl Default for Metrics {
             "emits_delivered",
             "Emits from the bus delivered to local sockets",
             m.emits_delivered.clone(),
+        );
+        registry.register(
+            "emits_received",
+            "Room and namespace emits received from the bus (interest-based: only for rooms with local members)",
+            m.emits_received.clone(),
         );
         registry.register(
             "drops",

@@ -259,6 +259,20 @@ impl Ws {
         }
     }
 
+    /// The next text frame within `wait`, if any (pings answered).
+    pub async fn text_within(&mut self, wait: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "2" => self.send("3").await,
+                Ok(Some(Ok(Message::Text(t)))) => return Some(t.as_str().to_owned()),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(other) => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
     /// Nothing but pings arrives for `wait`.
     pub async fn quiet(&mut self, wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;

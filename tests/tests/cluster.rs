@@ -168,3 +168,106 @@ async fn operations_span_every_gateway() {
         "still waiting for a stopped gateway"
     );
 }
+
+/// `sio_gateway_emits_received_total` of the gateway at `addr`.
+async fn emits_received(addr: std::net::SocketAddr) -> u64 {
+    let metrics = sio_tests::raw::http(addr, "GET", "/metrics", &[], b"")
+        .await
+        .text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sio_gateway_emits_received_total "))
+        .expect("the counter")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn gateways_receive_only_rooms_they_have_members_of() {
+    let bus = BusKind::Nats.start().await;
+    let server = bus.server.as_ref().unwrap();
+    let with = TestGateway::start(test_config(), bus.bus.clone()).await;
+    let without = TestGateway::start(test_config(), connect(server).await).await;
+    let (mut member, member_id) = Ws::joined(with.addr, "/").await;
+    let (mut other, _) = Ws::joined(without.addr, "/").await;
+    let io = Emitter::new(connect(server).await);
+    io.of("/")
+        .to(member_id.clone())
+        .sockets_join(["quiet room"])
+        .await
+        .unwrap();
+    for n in 0..10 {
+        io.of("/")
+            .to("quiet room")
+            .emit("tick", &(n,))
+            .await
+            .unwrap();
+    }
+    for n in 0..10 {
+        assert_eq!(member.text().await, format!(r#"42["tick",{n}]"#));
+    }
+    assert!(other.quiet(Duration::from_millis(200)).await);
+    assert_eq!(emits_received(with.addr).await, 10);
+    assert_eq!(
+        emits_received(without.addr).await,
+        0,
+        "bytes for a room it has no member of"
+    );
+}
+
+#[tokio::test]
+async fn a_nats_restart_keeps_clients_and_room_subscriptions() {
+    let mut bus = BusKind::Nats.start().await;
+    let gw = TestGateway::start(test_config(), bus.bus.clone()).await;
+    let (mut ws, id) = Ws::joined(gw.addr, "/").await;
+    let io = Emitter::new(connect(bus.server.as_ref().unwrap()).await);
+    io.of("/")
+        .to(id.clone())
+        .sockets_join(["survivors"])
+        .await
+        .unwrap();
+    let server = bus.server.as_mut().unwrap();
+    server.stop();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sio_tests::raw::http(gw.addr, "GET", "/ready", &[], b"")
+        .await
+        .status
+        != 503
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still ready without NATS"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The client stays connected meanwhile (it answers pings).
+    assert!(ws.quiet(Duration::from_millis(700)).await);
+    server.restart().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while sio_tests::raw::http(gw.addr, "GET", "/ready", &[], b"")
+        .await
+        .status
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready after NATS came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The emitter reconnects too; the room subscription was restored.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if io.of("/").to("survivors").emit("back", &()).await.is_ok() && io.flush().await.is_ok() {
+            if let Some(text) = ws.text_within(Duration::from_millis(300)).await {
+                assert_eq!(text, r#"42["back"]"#);
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "room emits never came back"
+        );
+    }
+}
