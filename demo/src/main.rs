@@ -9,9 +9,7 @@
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use sio_bus::{Bus, MemoryBus};
 use sio_gateway::{Config, Gateway, logging};
 
 async fn run(mut config: Config) -> Result<(), String> {
@@ -24,24 +22,40 @@ async fn run(mut config: Config) -> Result<(), String> {
         .authorize
         .extend(sio_demo::AUTHORIZE.iter().map(|ns| (*ns).to_owned()));
     let bundle = sio_demo::client_bundle()?;
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+    // With `--nats`, this is one gateway of a cluster serving the page;
+    // SIO_DEMO_WORKERS=0 leaves the handlers to separate chat-workers.
+    let in_process = config.nats.is_empty();
+    let run_workers = std::env::var("SIO_DEMO_WORKERS").map_or(true, |v| v != "0");
+    let bus = Gateway::connect_bus(&config)
+        .await
+        .map_err(|e| e.to_string())?;
     let listener = sio_gateway::bind(config.listen, config.backlog).map_err(|e| e.to_string())?;
     let gateway = Gateway::new(config.clone(), bus.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let workers = sio_demo::worker()
-        .start(bus)
-        .await
-        .map_err(|e| e.to_string())?;
+    let workers = match run_workers {
+        true => Some(
+            sio_demo::worker()
+                .start(bus)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        false => None,
+    };
     let app = sio_demo::app(&gateway, bundle);
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    println!(
-        "sio-demo: chat on http://localhost:{port} (gateway, chat and echo workers in one process; Ctrl-C stops)"
-    );
+    let what = match (in_process, workers.is_some()) {
+        (true, _) => "gateway, chat and echo workers in one process",
+        (false, true) => "a gateway and workers on NATS",
+        (false, false) => "a gateway on NATS",
+    };
+    println!("sio-demo: chat on http://localhost:{port} ({what}; Ctrl-C stops)");
     let served = gateway
         .serve_with(listener, app, sio_gateway::shutdown_signal())
         .await;
-    workers.shutdown().await;
+    if let Some(workers) = workers {
+        workers.shutdown().await;
+    }
     served.map_err(|e| e.to_string())
 }
 
