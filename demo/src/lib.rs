@@ -17,10 +17,16 @@ const PAGE: &str = include_str!("../static/index.html");
 
 /// The stock socket.io browser client, installed from npm (`npm ci` at
 /// the repository root) and served by the demo, so the page loads nothing
-/// from the internet.
+/// from the internet. `SIO_DEMO_CLIENT_BUNDLE` names it where there is no
+/// checkout (the container image).
 fn bundle_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../node_modules/socket.io-client/dist/socket.io.min.js")
+    std::env::var_os("SIO_DEMO_CLIENT_BUNDLE").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../node_modules/socket.io-client/dist/socket.io.min.js")
+        },
+        PathBuf::from,
+    )
 }
 
 /// The browser client bundle, installing it with `npm ci` when missing.

@@ -12,6 +12,7 @@
 
 pub mod harness;
 pub mod nats;
+pub mod process;
 pub mod raw;
 
 pub use harness::{BusKind, TestGateway, test_config};

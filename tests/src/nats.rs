@@ -2,7 +2,7 @@
 //! own temporary directory, killed (and the directory removed) on drop.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,8 @@ pub struct NatsServer {
     addr: SocketAddr,
     dir: PathBuf,
     binary: PathBuf,
+    /// For a cluster node: the `deploy/nats/cluster.conf` environment.
+    cluster_env: Vec<(String, String)>,
 }
 
 /// The harness could not provide a server.
@@ -58,23 +60,72 @@ fn free_port() -> Result<u16, HarnessError> {
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts clients.
     pub fn start() -> Result<Self, HarnessError> {
-        let binary = find_binary()?;
-        let port = free_port()?;
+        Self::start_node(free_port()?, Vec::new())
+    }
+
+    /// Starts the nodes of an `n`-server cluster configured by the
+    /// committed `deploy/nats/cluster.conf`, and waits until each accepts
+    /// clients. (The routes form shortly after; a test checks that they
+    /// carry messages before relying on them.)
+    pub fn cluster(n: usize) -> Result<Vec<Self>, HarnessError> {
+        let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
+        let routes = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
+        (0..n)
+            .map(|i| Self::start_node(ports[i], Self::cluster_env(i, &ports, &routes)))
+            .collect()
+    }
+
+    /// The environment `deploy/nats/cluster.conf` reads, for node `i` of
+    /// a cluster whose nodes listen on `ports` and route on `routes`.
+    pub fn cluster_env(i: usize, ports: &[u16], routes: &[u16]) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("NATS_NAME".to_owned(), format!("nats-{}", i + 1)),
+            ("NATS_LISTEN".to_owned(), format!("127.0.0.1:{}", ports[i])),
+            (
+                "NATS_CLUSTER_LISTEN".to_owned(),
+                format!("127.0.0.1:{}", routes[i]),
+            ),
+        ];
+        for (n, port) in routes.iter().enumerate() {
+            env.push((
+                format!("NATS_ROUTE_{}", n + 1),
+                format!("nats://127.0.0.1:{port}"),
+            ));
+        }
+        env
+    }
+
+    /// The nats-server binary found on this machine.
+    pub fn binary() -> Result<PathBuf, HarnessError> {
+        find_binary()
+    }
+
+    fn start_node(port: u16, cluster_env: Vec<(String, String)>) -> Result<Self, HarnessError> {
         let dir = std::env::temp_dir().join(format!("sio-nats-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let mut server = Self {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
-            binary,
+            binary: find_binary()?,
+            cluster_env,
         };
         server.spawn()?;
         Ok(server)
     }
 
     fn spawn(&mut self) -> Result<(), HarnessError> {
-        let child = Command::new(&self.binary)
-            .args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string()])
+        let mut command = Command::new(&self.binary);
+        if self.cluster_env.is_empty() {
+            command.args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string()]);
+        } else {
+            let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/cluster.conf");
+            command
+                .arg("-c")
+                .arg(conf)
+                .envs(self.cluster_env.iter().cloned());
+        }
+        let child = command
             .arg("--pid")
             .arg(self.dir.join("nats.pid"))
             .current_dir(&self.dir)

@@ -1,7 +1,9 @@
-//! The deploy files, made real: the nginx and HAProxy configs validate,
-//! and the stock client's suite runs through nginx in front of three
-//! gateways on NATS; when the gateway holding a client dies, the client
-//! reconnects through nginx to another one.
+//! The deploy files, made real: the nginx, HAProxy and NATS configs pass
+//! their tools' checks and the YAML files (Traefik, Kubernetes, compose)
+//! parse and hold together; the stock client's suite runs through nginx in
+//! front of three gateway processes on NATS, with clients hashed onto
+//! different gateways talking through rooms; one gateway is killed and
+//! only its own clients notice, reconnecting through nginx to the others.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,15 +12,16 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead as _, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use sio_tests::harness::{connect, demo_config, node_suite, npm_ci, root};
+use serde_json::Value;
+use sio_tests::NatsServer;
+use sio_tests::harness::{connect, node_suite, npm_ci, root};
+use sio_tests::process::{Process, free_addr, gateway_args, ready};
 use sio_tests::raw::http;
-use sio_tests::{BusKind, TestGateway};
 
 fn tool(name: &str) -> PathBuf {
     ["/usr/sbin", "/usr/bin"]
@@ -28,48 +31,42 @@ fn tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} not found: install it with `apt-get install -y {name}`"))
 }
 
-/// The committed nginx config with its addresses replaced, in a fresh
-/// prefix directory.
-fn nginx_prefix(listen: SocketAddr, gateways: &[SocketAddr]) -> PathBuf {
-    let mut conf = std::fs::read_to_string(root().join("deploy/nginx/nginx.conf")).unwrap();
-    conf = conf.replace("127.0.0.1:3000", &listen.to_string());
-    for (i, gw) in gateways.iter().enumerate() {
-        conf = conf.replace(&format!("127.0.0.1:300{}", i + 1), &gw.to_string());
+fn deploy(file: &str) -> PathBuf {
+    root().join("deploy").join(file)
+}
+
+/// `conf` with `replace` applied, in a fresh nginx prefix directory.
+fn nginx_prefix(conf: &Path, replace: &[(String, String)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(conf).unwrap();
+    for (from, to) in replace {
+        assert!(text.contains(from.as_str()), "{from} in {}", conf.display());
+        text = text.replace(from.as_str(), to);
     }
     let dir = std::env::temp_dir().join(format!(
         "sio-nginx-{}-{}",
         std::process::id(),
-        listen.port()
+        free_addr().port()
     ));
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    std::fs::write(dir.join("nginx.conf"), text).unwrap();
     dir
 }
 
-struct Nginx(Child, PathBuf);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
+/// The committed local nginx config listening on `listen` in front of
+/// `gateways`.
+fn local_nginx(listen: SocketAddr, gateways: &[SocketAddr]) -> PathBuf {
+    let mut replace = vec![("127.0.0.1:3000".to_owned(), listen.to_string())];
+    for (i, gw) in gateways.iter().enumerate() {
+        replace.push((format!("127.0.0.1:300{}", i + 1), gw.to_string()));
     }
+    nginx_prefix(&deploy("nginx/nginx.conf"), &replace)
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-#[test]
-fn configs_validate() {
-    let prefix = nginx_prefix(free_addr(), &[free_addr(), free_addr(), free_addr()]);
+fn nginx_test(prefix: &Path) {
     let out = Command::new(tool("nginx"))
         .arg("-t")
         .arg("-p")
-        .arg(&prefix)
+        .arg(prefix)
         .args(["-c", "nginx.conf"])
         .output()
         .unwrap();
@@ -79,9 +76,62 @@ fn configs_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_dir_all(prefix);
+}
+
+struct Nginx(Child, PathBuf);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (SIGKILL would orphan them).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+/// Every document of a YAML file, as JSON (PyYAML does the parsing: the
+/// same parser operators' tooling commonly uses).
+fn yaml(file: &str) -> Vec<Value> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+        ])
+        .arg(deploy(file))
+        .output()
+        .expect("python3 with PyYAML (tests/python/requirements.txt)");
+    assert!(
+        out.status.success(),
+        "{file} does not parse: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+#[test]
+fn nginx_haproxy_and_nats_configs_pass_their_checks() {
+    nginx_test(&local_nginx(
+        free_addr(),
+        &[free_addr(), free_addr(), free_addr()],
+    ));
+    // The compose variant, with its service names made resolvable here.
+    let mut replace = vec![("listen 3000".to_owned(), format!("listen {}", free_addr()))];
+    for n in 1..=3 {
+        replace.push((format!("gateway{n}:3000"), free_addr().to_string()));
+    }
+    nginx_test(&nginx_prefix(&deploy("compose/nginx.conf"), &replace));
+
     let out = Command::new(tool("haproxy"))
         .args(["-c", "-f"])
-        .arg(root().join("deploy/haproxy/haproxy.cfg"))
+        .arg(deploy("haproxy/haproxy.cfg"))
         .output()
         .unwrap();
     assert!(
@@ -90,31 +140,171 @@ fn configs_validate() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    let env = NatsServer::cluster_env(0, &[4222, 4223, 4224], &[6222, 6223, 6224]);
+    let out = Command::new(NatsServer::binary().unwrap())
+        .arg("-t")
+        .arg("-c")
+        .arg(deploy("nats/cluster.conf"))
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nats-server -t: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn traefik_kubernetes_and_compose_files_hold_together() {
+    // Traefik: the static part names the dynamic part, which is sticky,
+    // health-checked and has the three gateways.
+    let traefik = &yaml("traefik/traefik.yml")[0];
+    let dynamic_file = traefik["providers"]["file"]["filename"].as_str().unwrap();
+    assert!(root().join(dynamic_file).exists(), "{dynamic_file}");
+    let lb = &yaml("traefik/dynamic.yml")[0]["http"]["services"]["gateways"]["loadBalancer"];
+    assert!(lb["sticky"]["cookie"]["name"].is_string(), "{lb}");
+    assert_eq!(lb["healthCheck"]["path"], "/health");
+    assert_eq!(lb["servers"].as_array().unwrap().len(), 3);
+
+    // Kubernetes, through the kustomization that ties it together.
+    let kustomization = &yaml("kustomization.yaml")[0];
+    let mut docs = Vec::new();
+    for resource in kustomization["resources"].as_array().unwrap() {
+        docs.extend(yaml(resource.as_str().unwrap()));
+    }
+    for doc in &docs {
+        assert!(
+            doc["apiVersion"].is_string() && doc["metadata"]["name"].is_string(),
+            "{doc}"
+        );
+    }
+    let generated = &kustomization["configMapGenerator"][0];
+    for file in generated["files"].as_array().unwrap() {
+        assert!(deploy(file.as_str().unwrap()).exists(), "{file}");
+    }
+
+    let gateway = &find(&docs, "Deployment", "sio-gateway")["spec"]["template"]["spec"];
+    let container = &gateway["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/health");
+    let env_names: Vec<&str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    // Every variable is one the gateway reads (its --help lists them).
+    let help = Command::new(env!("CARGO_BIN_EXE_gateway-process"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for name in &env_names {
+        assert!(
+            help.contains(&format!("[env: {name}]")),
+            "{name} is not a gateway variable"
+        );
+    }
+    assert!(env_names.contains(&"SIO_NATS"));
+    let service = &find(&docs, "Service", "sio-gateway")["spec"];
+    assert_eq!(service["sessionAffinity"], "ClientIP");
+    let ingress = &find(&docs, "Ingress", "sio-gateway")["metadata"]["annotations"];
+    assert_eq!(ingress["nginx.ingress.kubernetes.io/affinity"], "cookie");
+    assert!(find(&docs, "Deployment", "sio-worker")["spec"]["replicas"].as_u64() >= Some(1));
+
+    // The NATS nodes set every variable the cluster config reads, and
+    // mount the ConfigMap the kustomization generates.
+    let nats = &find(&docs, "StatefulSet", "nats")["spec"];
+    assert_eq!(nats["replicas"], 3);
+    let nats_env: Vec<&str> = nats["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let conf = std::fs::read_to_string(deploy("nats/cluster.conf")).unwrap();
+    let vars: Vec<&str> = conf
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split('$').skip(1))
+        .filter_map(|v| {
+            v.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+        })
+        .collect();
+    assert_eq!(vars.len(), 6, "{vars:?}");
+    for var in vars {
+        assert!(
+            nats_env.contains(&var),
+            "{var} unset in the NATS StatefulSet"
+        );
+    }
+    assert_eq!(
+        nats["template"]["spec"]["volumes"][0]["configMap"]["name"],
+        generated["name"]
+    );
+
+    // Compose: NATS, three gateways, two workers, nginx with its config.
+    let compose = &yaml("docker-compose.yml")[0]["services"];
+    for service in [
+        "nats", "gateway1", "gateway2", "gateway3", "worker1", "worker2", "nginx",
+    ] {
+        assert!(compose[service].is_object(), "compose has no {service}");
+    }
+    assert_eq!(
+        compose["gateway1"]["environment"]["SIO_NATS"],
+        "nats://nats:4222"
+    );
+    let volume = compose["nginx"]["volumes"][0].as_str().unwrap();
+    let mounted = volume.split(':').next().unwrap();
+    assert!(deploy(mounted).exists(), "{mounted}");
+    let dockerfile = compose["gateway1"]["build"]["dockerfile"].as_str().unwrap();
+    assert!(root().join(dockerfile).exists(), "{dockerfile}");
+}
+
+/// Client source addresses: nginx hashes them onto the gateways.
+const SOURCES: &str = "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,\
+    127.0.0.7,127.0.0.8,127.0.0.9,127.0.0.10,127.0.0.11,127.0.0.12";
+
+async fn sessions(addr: SocketAddr) -> u64 {
+    let metrics = http(addr, "GET", "/metrics", &[], b"").await.text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sio_gateway_sessions "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("sio_gateway_sessions")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_gateways_behind_nginx() {
     npm_ci();
-    let bus = BusKind::Nats.start().await;
-    let server = bus.server.as_ref().unwrap();
-    let mut gateways = Vec::new();
-    for _ in 0..3 {
-        gateways.push(Some(
-            TestGateway::start(demo_config(), connect(server).await).await,
-        ));
+    let server = NatsServer::start().expect("nats-server");
+    let url = server.url();
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let mut gateways: Vec<Option<Process>> = addrs
+        .iter()
+        .map(|addr| {
+            let args = gateway_args(&url, *addr);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Some(Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args))
+        })
+        .collect();
+    for addr in addrs {
+        ready(addr).await;
     }
     let mut workers = Vec::new();
     for _ in 0..2 {
         workers.push(
             sio_demo::worker()
-                .start(connect(server).await)
+                .start(connect(&server).await)
                 .await
                 .unwrap(),
         );
     }
     let listen = free_addr();
-    let addrs: Vec<SocketAddr> = gateways.iter().flatten().map(|g| g.addr).collect();
-    let prefix = nginx_prefix(listen, &addrs);
+    let prefix = local_nginx(listen, &addrs);
     let child = Command::new(tool("nginx"))
         .arg("-p")
         .arg(&prefix)
@@ -135,47 +325,35 @@ async fn three_gateways_behind_nginx() {
     let url = format!("http://{listen}");
     node_suite("tests/js/", &url, &[]).await;
 
-    // The gateway holding a client goes away; the client comes back
-    // through nginx on another gateway.
-    let mut client = Command::new("node")
-        .arg("tests/js/reconnect-client.js")
-        .env("SIO_URL", &url)
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = client.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = |lines: &std::sync::mpsc::Receiver<String>| {
-        lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a line from the client")
-    };
-    assert_eq!(line(&lines), "connected 1");
-    let mut holder = None;
-    for (i, gw) in gateways.iter().enumerate() {
-        let addr = gw.as_ref().unwrap().addr;
-        let metrics = http(addr, "GET", "/metrics", &[], b"").await.text();
-        if metrics.lines().any(|l| l == "sio_gateway_sessions 1") {
-            holder = Some(i);
-        }
+    // Clients from twelve addresses, hashed onto the gateways, talk
+    // through one room.
+    let mut clients = Process::start_with(
+        "node",
+        &["tests/js/cluster-clients.js"],
+        &[
+            ("SIO_URLS", &url),
+            ("SIO_LOCAL_ADDRESSES", SOURCES),
+            ("SIO_AWAIT_KILL", "1"),
+        ],
+    );
+    clients.expect("round 1 ok");
+    let mut held = Vec::new();
+    for addr in addrs {
+        held.push(sessions(addr).await);
     }
-    let holder = gateways[holder.expect("a gateway holds the client")]
-        .take()
-        .unwrap();
-    holder.gateway.drain().await;
-    drop(holder);
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.starts_with("ack")) {
-        seen.push(line(&lines));
-    }
-    assert!(seen.contains(&"ack after restart".to_owned()), "{seen:?}");
-    assert!(client.wait().unwrap().success());
+    assert_eq!(held.iter().sum::<u64>(), 12, "{held:?}");
+    // A gateway holding some of the clients, but not all, dies.
+    let victim = (0..3)
+        .filter(|&i| held[i] > 0 && held[i] < 12)
+        .max_by_key(|&i| held[i])
+        .unwrap_or_else(|| panic!("nginx put every client on one gateway: {held:?}"));
+    drop(gateways[victim].take());
+    clients.send(&format!("killed {}", held[victim]));
+    clients.expect("round 2 ok");
+    // Exactly its clients were ever disconnected.
+    let line = clients.expect("disconnected");
+    assert_eq!(line, format!("disconnected {}", held[victim]));
+    assert!(clients.success());
     for w in workers {
         w.shutdown().await;
     }

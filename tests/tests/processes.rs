@@ -10,114 +10,18 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead as _, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::process::Command;
 
 use sio_tests::NatsServer;
-use sio_tests::harness::{node_suite, npm_ci, root};
-use sio_tests::raw::{Ws, http};
-
-/// A child process, killed on drop, whose stdout lines can be awaited.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start(program: &str, args: &[&str]) -> Self {
-        Self::start_with(program, args, &[])
-    }
-
-    fn start_with(program: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(program)
-            .args(args)
-            .envs(env.iter().copied())
-            .current_dir(root())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// Waits for a stdout line containing `text`.
-    fn expect(&self, text: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no line with {text:?}: {e}"),
-            }
-        }
-    }
-
-    /// SIGTERM, then wait for the exit.
-    fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use sio_tests::harness::{node_suite, npm_ci};
+use sio_tests::process::{Process, free_addr, gateway_args, ready};
+use sio_tests::raw::Ws;
 
 fn gateway(nats: &str, addr: SocketAddr) -> Process {
-    let listen = addr.to_string();
-    Process::start(
-        env!("CARGO_BIN_EXE_gateway-process"),
-        &[
-            "--listen",
-            &listen,
-            "--nats",
-            nats,
-            "--namespaces",
-            "/,/echo",
-            "--authorize",
-            "/",
-            "--ping-interval",
-            "2000",
-            "--ping-timeout",
-            "2000",
-            "--heartbeat-interval",
-            "500",
-            "--drain-timeout",
-            "2000",
-        ],
-    )
-}
-
-async fn ready(addr: SocketAddr) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && http(addr, "GET", "/ready", &[], b"").await.status == 200
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gateway never ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let args = gateway_args(nats, addr);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,10 +29,7 @@ async fn nats_gateway_and_two_worker_processes() {
     npm_ci();
     let nats = NatsServer::start().expect("nats-server");
     let url = nats.url();
-    let addr: SocketAddr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr = free_addr();
     let mut gw = gateway(&url, addr);
     ready(addr).await;
     let mut workers: Vec<Process> = (0..2)
@@ -163,7 +64,7 @@ async fn nats_gateway_and_two_worker_processes() {
     gw = gateway(&url, addr);
     ready(addr).await;
     client.expect("ack after restart");
-    assert!(client.child.wait().unwrap().success());
+    assert!(client.success());
 
     // Both workers of the queue group took work.
     for w in &mut workers {
