@@ -1,28 +1,41 @@
-//! `sio-bench`: a load generator that speaks raw Engine.IO v4 / Socket.IO
-//! v5 over websocket, lighter than the servers it measures: small
-//! websocket buffers, one task per client, pings answered, clients spread
-//! over the source addresses 127.0.0.1–127.0.0.8.
+//! `sio-bench`: the benchmark suite. A load generator that speaks raw
+//! Engine.IO v4 / Socket.IO v5 over websocket and long-polling (no client
+//! library), the servers it measures started as processes (sio-nats, and
+//! the peers in `bench/peers/`), and the results as JSON, markdown and SVG.
 //!
-//! `sio-bench idle --url ws://127.0.0.1:3000/socket.io/ --pid <server pid> -n 10000`
-//! opens idle connections (each joins the `/` namespace) and reports the
-//! server's resident memory per connection.
+//! ```text
+//! cargo build --release -p sio-bench
+//! taskset -c 0 target/release/sio-bench suite --server-cpus 1      # everything
+//! target/release/sio-bench suite --quick                            # a few minutes
+//! ```
 
 #![forbid(unsafe_code)]
+// Measurements are counts and durations turned into rates: the casts are
+// the point, and the values are far below where precision would matter.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::indexing_slicing
+)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+mod app;
+mod client;
+mod report;
+mod scenario;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::net::TcpSocket;
-use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::client::Transport;
+use crate::scenario::{Bench, Row, Sizes};
+use crate::server::{Launcher, Target};
 
 #[derive(Parser)]
-#[command(about = "Load generator for sio-nats and other Socket.IO servers")]
+#[command(about = "Benchmarks sio-nats side by side with Socket.IO peers")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,162 +43,274 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Idle connections: server RSS per websocket connection.
-    Idle {
-        /// The server's Engine.IO endpoint as a ws:// URL.
-        #[arg(long, default_value = "ws://127.0.0.1:3000/socket.io/")]
-        url: String,
-        /// The server's process id, to read its memory.
+    /// Runs the scenarios against sio-nats and the peers.
+    Suite {
+        /// Small sizes, sio-nats only unless --peers says otherwise.
         #[arg(long)]
-        pid: u32,
-        /// Connections to open.
-        #[arg(short = 'n', long, default_value_t = 1000)]
-        connections: usize,
-        /// Connects in flight at once.
-        #[arg(long, default_value_t = 200)]
-        in_flight: usize,
-        /// Seconds to hold the connections before measuring.
-        #[arg(long, default_value_t = 3)]
-        settle: u64,
+        quick: bool,
+        /// Peers: node, node-redis, socketioxide, socketioxide-buffer
+        /// (comma-separated; default all in the full suite, none in quick).
+        #[arg(long, value_delimiter = ',')]
+        peers: Option<Vec<String>>,
+        /// Scenarios: idle, burst, sparse, ack, rooms, polling (default all).
+        #[arg(long, value_delimiter = ',')]
+        scenarios: Option<Vec<String>>,
+        /// Pin the servers to these CPUs (`taskset -c`); pin the generator
+        /// by starting it under taskset.
+        #[arg(long)]
+        server_cpus: Option<String>,
+        /// Threads of the load generator.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Markdown file whose results section is rewritten.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the JSON results and the plots go.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+    },
+    /// A sio-gateway (started by the suite; takes sio-gateway's flags).
+    #[command(disable_help_flag = true)]
+    Gateway {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// The sio-nats bench worker (started by the suite).
+    Worker {
+        /// NATS server URL(s), comma-separated.
+        url: String,
     },
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+const ALL_PEERS: [&str; 4] = ["node", "node-redis", "socketioxide", "socketioxide-buffer"];
+
+fn peer(name: &str) -> Result<Target, String> {
+    Ok(match name {
+        "node" => Target::Node { processes: 1 },
+        "node-redis" => Target::Node { processes: 2 },
+        "socketioxide" => Target::Socketioxide { buffer: None },
+        "socketioxide-buffer" => Target::Socketioxide {
+            buffer: Some(65_536),
+        },
+        other => return Err(format!("unknown peer {other}; one of {ALL_PEERS:?}")),
+    })
 }
 
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_write_buffer_size(64 * 1024)
+/// Runs one measurement, printing progress; a failure becomes a note.
+async fn measure(
+    rows: &mut Vec<Row>,
+    what: String,
+    run: impl Future<Output = Result<Row, String>>,
+) {
+    eprint!("sio-bench: {what} … ");
+    match run.await {
+        Ok(row) => {
+            let summary: Vec<String> = row
+                .metrics
+                .iter()
+                .map(|(n, v)| format!("{n}={v:.2}"))
+                .collect();
+            eprintln!("{}", summary.join(" "));
+            rows.push(row);
+        }
+        Err(e) => eprintln!("failed: {e}"),
+    }
 }
 
-/// Opens one Socket.IO connection on `/` over websocket and keeps it alive
-/// (answering pings) until the server closes it.
-async fn idle_client(
-    url: String,
-    host: SocketAddr,
-    source: IpAddr,
-    ready: Arc<AtomicUsize>,
+#[allow(clippy::too_many_arguments)]
+async fn suite(
+    quick: bool,
+    peers: Option<Vec<String>>,
+    scenarios: Option<Vec<String>>,
+    server_cpus: Option<String>,
+    threads: usize,
+    out: Option<PathBuf>,
+    artifacts: Option<PathBuf>,
 ) -> Result<(), String> {
-    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    socket
-        .bind(SocketAddr::new(source, 0))
-        .map_err(|e| e.to_string())?;
-    let stream = socket.connect(host).await.map_err(|e| e.to_string())?;
-    let url = format!("{url}?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config()))
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut joined = false;
-    while let Some(message) = ws.next().await {
-        let Ok(Message::Text(text)) = message else {
-            break;
-        };
-        match text.as_str() {
-            t if t.starts_with('0') => ws
-                .send(Message::text("40"))
-                .await
-                .map_err(|e| e.to_string())?,
-            t if t.starts_with("40") && !joined => {
-                joined = true;
-                ready.fetch_add(1, Ordering::Relaxed);
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bench = Bench {
+        launcher: Launcher {
+            exe,
+            root: root.clone(),
+            cpus: server_cpus,
+        },
+        sizes: if quick { Sizes::quick() } else { Sizes::full() },
+        threads,
+    };
+    let peers: Vec<Target> = peers
+        .unwrap_or_else(|| match quick {
+            true => Vec::new(),
+            false => ALL_PEERS.iter().map(|p| (*p).to_owned()).collect(),
+        })
+        .iter()
+        .map(|p| peer(p))
+        .collect::<Result<_, _>>()?;
+    let wanted = |s: &str| {
+        scenarios
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|w| w == s))
+    };
+    let mut targets = vec![Target::SioNats { gateways: 1 }];
+    targets.extend(peers.iter().cloned());
+    let single: Vec<&Target> = targets
+        .iter()
+        .filter(|t| !matches!(t, Target::Node { processes: 2.. }))
+        .collect();
+    let sizes = bench.sizes.clone();
+    let mut rows = Vec::new();
+
+    if wanted("idle") {
+        for n in &sizes.idle {
+            for transport in [Transport::Websocket, Transport::Polling] {
+                for t in &single {
+                    let what = format!("idle {n} {transport:?} on {}", t.name());
+                    measure(&mut rows, what, bench.idle(t, transport, *n)).await;
+                }
             }
-            "2" => ws
-                .send(Message::text("3"))
-                .await
-                .map_err(|e| e.to_string())?,
-            _ => {}
         }
     }
+    if wanted("burst") {
+        for t in &targets {
+            let what = format!("burst on {}", t.name());
+            let run = bench.burst(
+                t,
+                Transport::Websocket,
+                sizes.fanout_clients,
+                sizes.burst_messages,
+            );
+            measure(&mut rows, what, run).await;
+        }
+    }
+    if wanted("sparse") {
+        for rate in &sizes.sparse_rates {
+            for t in &targets {
+                measure(
+                    &mut rows,
+                    format!("sparse {rate}/s on {}", t.name()),
+                    bench.sparse(t, *rate),
+                )
+                .await;
+            }
+        }
+    }
+    if wanted("ack") {
+        for per_client in [None, Some(100)] {
+            for t in &targets {
+                measure(
+                    &mut rows,
+                    format!("ack {per_client:?} on {}", t.name()),
+                    bench.ack(t, per_client),
+                )
+                .await;
+            }
+        }
+    }
+    if wanted("rooms") {
+        let mut with = vec![
+            Target::SioNats { gateways: 1 },
+            Target::SioNats { gateways: 2 },
+            Target::SioNats { gateways: 3 },
+        ];
+        with.extend(
+            peers
+                .iter()
+                .filter(|p| matches!(p, Target::Node { processes: 2.. }))
+                .cloned(),
+        );
+        for t in &with {
+            measure(&mut rows, format!("rooms on {}", t.name()), bench.rooms(t)).await;
+        }
+    }
+    if wanted("polling") {
+        for t in &single {
+            let what = format!("polling on {}", t.name());
+            let run = bench.burst(
+                t,
+                Transport::Polling,
+                sizes.polling_clients,
+                sizes.polling_messages,
+            );
+            measure(&mut rows, what, run).await;
+        }
+    }
+
+    let artifacts = artifacts.unwrap_or_else(|| root.join("target/bench"));
+    std::fs::create_dir_all(&artifacts).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+    std::fs::write(artifacts.join("results.json"), json).map_err(|e| e.to_string())?;
+    report::plots(&rows, &artifacts).map_err(|e| e.to_string())?;
+    let plots_link = out.as_ref().and_then(|o| {
+        let base = o.parent()?.canonicalize().ok()?;
+        let dir = artifacts.canonicalize().ok()?;
+        dir.strip_prefix(&base)
+            .ok()
+            .map(|p| p.display().to_string())
+    });
+    let tables = report::markdown(&rows, plots_link.as_deref());
+    match out {
+        Some(path) => {
+            let doc = std::fs::read_to_string(&path).unwrap_or_default();
+            std::fs::write(&path, report::splice(&doc, &tables)).map_err(|e| e.to_string())?;
+            eprintln!(
+                "sio-bench: results in {} and {}",
+                path.display(),
+                artifacts.display()
+            );
+        }
+        None => println!("{tables}"),
+    }
     Ok(())
 }
 
-fn host_of(url: &str) -> Result<SocketAddr, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or("the URL must start with ws://")?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    authority.parse().map_err(|e| format!("{authority}: {e}"))
-}
-
-async fn idle(
-    url: String,
-    pid: u32,
-    connections: usize,
-    in_flight: usize,
-    settle: u64,
-) -> Result<(), String> {
-    let host = host_of(&url)?;
-    let before = rss_kib(pid).ok_or("cannot read the server's memory")?;
-    let ready = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(Semaphore::new(in_flight.max(1)));
-    let started = Instant::now();
-    for i in 0..connections {
-        let source = IpAddr::V4(Ipv4Addr::new(
-            127,
-            0,
-            0,
-            1 + u8::try_from(i % 8).unwrap_or(0),
-        ));
-        let permit = gate
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
-        let (url, ready) = (url.clone(), ready.clone());
-        let target = i + 1;
-        tokio::spawn(async move {
-            let counter = ready.clone();
-            let client = tokio::spawn(idle_client(url, host, source, ready));
-            // Release the permit once this client joined (or failed).
-            while counter.load(Ordering::Relaxed) < target && !client.is_finished() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            drop(permit);
-            if let Ok(Err(e)) = client.await {
-                eprintln!("client {i}: {e}");
-            }
-        });
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Suite { threads, .. } = &cli.command {
+        builder.worker_threads((*threads).max(1));
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while ready.load(Ordering::Relaxed) < connections && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let connected = ready.load(Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(settle)).await;
-    let after = rss_kib(pid).ok_or("cannot read the server's memory")?;
-    let per = (after.saturating_sub(before)) as f64 / connected.max(1) as f64;
-    println!(
-        "connections: {connected}/{connections} in {:.2}s ({:.0}/s)\nserver RSS: {before} KiB before, {after} KiB after\nper connection: {per:.2} KiB",
-        elapsed.as_secs_f64(),
-        connected as f64 / elapsed.as_secs_f64()
-    );
-    Ok(())
-}
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let result = match Cli::parse().command {
-        Command::Idle {
-            url,
-            pid,
-            connections,
-            in_flight,
-            settle,
-        } => idle(url, pid, connections, in_flight, settle).await,
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let runtime = match builder.enable_all().build() {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("sio-bench: {e}");
-            std::process::ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Command::Gateway { args } = cli.command {
+        let argv = std::iter::once(std::ffi::OsString::from("sio-gateway")).chain(args);
+        return runtime.block_on(sio_gateway::main_with(argv));
+    }
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Suite {
+                quick,
+                peers,
+                scenarios,
+                server_cpus,
+                threads,
+                out,
+                artifacts,
+            } => {
+                suite(
+                    quick,
+                    peers,
+                    scenarios,
+                    server_cpus,
+                    threads,
+                    out,
+                    artifacts,
+                )
+                .await
+            }
+            Command::Worker { url } => app::serve(&url).await,
+            Command::Gateway { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sio-bench: {e}");
+            ExitCode::FAILURE
         }
     }
 }

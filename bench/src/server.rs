@@ -1,0 +1,304 @@
+//! The servers under test, started as processes and stopped by PID: the
+//! CPU every server-side process used is read from `/proc/<pid>/stat`.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server set: sio-nats (gateways, nats-server, a worker) or a peer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) enum Target {
+    /// sio-nats with this many gateways.
+    SioNats { gateways: usize },
+    /// Node socket.io, one process, or several sharing rooms through the
+    /// Redis adapter.
+    Node { processes: usize },
+    /// socketioxide, with its default send buffer or a given one.
+    Socketioxide { buffer: Option<usize> },
+}
+
+impl Target {
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Target::SioNats { gateways: 1 } => "sio-nats".into(),
+            Target::SioNats { gateways } => format!("sio-nats ×{gateways}"),
+            Target::Node { processes: 1 } => "node socket.io".into(),
+            Target::Node { processes } => format!("node socket.io ×{processes} (redis)"),
+            Target::Socketioxide { buffer: None } => "socketioxide".into(),
+            Target::Socketioxide { buffer: Some(b) } => format!("socketioxide (buffer {b})"),
+        }
+    }
+}
+
+/// A started server set; every process is killed on drop.
+#[derive(Debug)]
+pub(crate) struct Running {
+    /// Where clients connect (one per gateway or process).
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// Every server-side process, by role.
+    pub(crate) processes: Vec<(String, Child)>,
+    /// Index in `processes` of the processes clients connect to.
+    pub(crate) front: Vec<usize>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for (_, child) in self.processes.iter_mut().rev() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        for (_, child) in &mut self.processes {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Running {
+    /// Summed user + system CPU seconds of every server-side process.
+    pub(crate) fn cpu(&self) -> f64 {
+        self.processes
+            .iter()
+            .map(|(_, c)| cpu_seconds(c.id()))
+            .sum()
+    }
+
+    /// CPU seconds of the processes clients connect to (the gateways).
+    pub(crate) fn front_cpu(&self) -> f64 {
+        self.front
+            .iter()
+            .map(|&i| cpu_seconds(self.processes[i].1.id()))
+            .sum()
+    }
+
+    /// Resident memory (KiB) of the processes clients connect to.
+    pub(crate) fn front_rss(&self) -> u64 {
+        self.front
+            .iter()
+            .filter_map(|&i| rss_kib(self.processes[i].1.id()))
+            .sum()
+    }
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// User + system CPU seconds of a process (all its threads).
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name may hold spaces: fields count from after its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / clock_ticks()
+}
+
+/// Resident memory of a process, KiB.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn free_port() -> Result<u16, String> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port())
+}
+
+/// How processes are started: binaries, the repository, CPU pinning.
+#[derive(Debug, Clone)]
+pub(crate) struct Launcher {
+    /// `sio-bench` itself: it runs the gateways and the worker too.
+    pub(crate) exe: PathBuf,
+    /// The repository root (for the peers).
+    pub(crate) root: PathBuf,
+    /// `taskset -c` list for the servers, if pinning.
+    pub(crate) cpus: Option<String>,
+}
+
+impl Launcher {
+    fn command(&self, program: impl AsRef<Path>) -> Command {
+        match &self.cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(program.as_ref());
+                c
+            }
+            None => Command::new(program.as_ref()),
+        }
+    }
+
+    /// Spawns and waits for a stdout line containing `ready`.
+    fn spawn(&self, mut command: Command, ready: &str) -> Result<Child, String> {
+        let mut child = command
+            .current_dir(&self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{command:?}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keeps draining so the child never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(ready) => return Ok(child),
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    return Err(format!("{command:?} never printed {ready:?}"));
+                }
+            }
+        }
+    }
+
+    fn wait_port(addr: SocketAddr) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("nothing listens on {addr}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Starts `target`.
+    pub(crate) fn start(&self, target: &Target) -> Result<Running, String> {
+        let mut running = Running {
+            addrs: Vec::new(),
+            processes: Vec::new(),
+            front: Vec::new(),
+        };
+        match target {
+            Target::SioNats { gateways } => {
+                let nats_port = free_port()?;
+                let mut nats = self.command("nats-server");
+                nats.args(["-a", "127.0.0.1", "-p", &nats_port.to_string()]);
+                let nats = nats
+                    .current_dir(&self.root)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| format!("nats-server: {e} (apt-get install -y nats-server)"))?;
+                running.processes.push(("nats-server".into(), nats));
+                Self::wait_port(SocketAddr::from(([127, 0, 0, 1], nats_port)))?;
+                let url = format!("nats://127.0.0.1:{nats_port}");
+                for _ in 0..*gateways {
+                    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+                    let mut gw = self.command(&self.exe);
+                    gw.arg("gateway")
+                        .args(["--listen", &addr.to_string(), "--nats", &url])
+                        .args(["--namespaces", "/", "--authorize", "/"])
+                        .args(["--log-level", "warn", "--max-connections", "30000"])
+                        .args(["--backlog", "4096"]);
+                    let gw = gw
+                        .current_dir(&self.root)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .map_err(|e| format!("sio-gateway: {e}"))?;
+                    running.front.push(running.processes.len());
+                    running.processes.push(("sio-gateway".into(), gw));
+                    Self::wait_port(addr)?;
+                    running.addrs.push(addr);
+                }
+                let mut worker = self.command(&self.exe);
+                worker.args(["worker", &url]);
+                let worker = self.spawn(worker, "listening")?;
+                running.processes.push(("sio-bench worker".into(), worker));
+            }
+            Target::Node { processes } => {
+                let mut redis_url = None;
+                if *processes > 1 {
+                    let port = free_port()?;
+                    let mut redis = self.command("redis-server");
+                    redis.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+                    redis.args(["--save", "", "--appendonly", "no"]);
+                    let redis = self.spawn(redis, "Ready to accept connections")?;
+                    running.processes.push(("redis-server".into(), redis));
+                    redis_url = Some(format!("redis://127.0.0.1:{port}"));
+                }
+                for _ in 0..*processes {
+                    let port = free_port()?;
+                    let mut node = self.command("node");
+                    node.arg("bench/peers/node/server.js")
+                        .env("PORT", port.to_string());
+                    if let Some(url) = &redis_url {
+                        node.env("REDIS_URL", url);
+                    }
+                    let node = self.spawn(node, "listening")?;
+                    running.front.push(running.processes.len());
+                    running.processes.push(("node".into(), node));
+                    running.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+                }
+            }
+            Target::Socketioxide { buffer } => {
+                let port = free_port()?;
+                let binary = self.root.join("target/peers/release/socketioxide-peer");
+                let mut peer = self.command(&binary);
+                peer.env("PORT", port.to_string());
+                if let Some(b) = buffer {
+                    peer.env("SIOX_BUFFER", b.to_string());
+                }
+                let peer = self.spawn(peer, "listening")?;
+                running.front.push(running.processes.len());
+                running.processes.push(("socketioxide".into(), peer));
+                running.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+            }
+        }
+        Ok(running)
+    }
+}
+
+/// The gateway counter `sio_gateway_emits_received_total` at `addr`.
+pub(crate) fn emits_received(addr: SocketAddr) -> Result<u64, String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("sio_gateway_emits_received_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no sio_gateway_emits_received_total".into())
+}
