@@ -21,6 +21,7 @@
 
 mod app;
 mod client;
+mod floor;
 mod report;
 mod scenario;
 mod server;
@@ -52,7 +53,8 @@ enum Command {
         /// (comma-separated; default all in the full suite, none in quick).
         #[arg(long, value_delimiter = ',')]
         peers: Option<Vec<String>>,
-        /// Scenarios: idle, burst, sparse, ack, rooms, polling (default all).
+        /// Scenarios: idle, burst, sparse, ack, rooms, polling, floor
+        /// (default all).
         #[arg(long, value_delimiter = ',')]
         scenarios: Option<Vec<String>>,
         /// Pin the servers to these CPUs (`taskset -c`); pin the generator
@@ -74,6 +76,11 @@ enum Command {
     Gateway {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
+    },
+    /// A bare tokio-tungstenite echo server (started by the suite).
+    WsEcho {
+        /// Address to listen on.
+        addr: std::net::SocketAddr,
     },
     /// The sio-nats bench worker (started by the suite).
     Worker {
@@ -235,6 +242,20 @@ async fn suite(
         }
     }
 
+    if wanted("floor") {
+        let launcher = &bench.launcher;
+        eprint!("sio-bench: floors … ");
+        match floor::nats_floor(launcher, sizes.floor_messages, sizes.seconds).await {
+            Ok(floors) => rows.extend(floors),
+            Err(e) => eprintln!("nats floor failed: {e}"),
+        }
+        match floor::ws_floor(launcher, sizes.ack_clients, sizes.seconds).await {
+            Ok(floor) => rows.push(floor),
+            Err(e) => eprintln!("websocket floor failed: {e}"),
+        }
+        eprintln!("done");
+    }
+
     let artifacts = artifacts.unwrap_or_else(|| root.join("target/bench"));
     std::fs::create_dir_all(&artifacts).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
@@ -247,7 +268,7 @@ async fn suite(
             .ok()
             .map(|p| p.display().to_string())
     });
-    let tables = report::markdown(&rows, plots_link.as_deref());
+    let tables = report::machine() + &report::markdown(&rows, plots_link.as_deref());
     match out {
         Some(path) => {
             let doc = std::fs::read_to_string(&path).unwrap_or_default();
@@ -303,6 +324,7 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Worker { url } => app::serve(&url).await,
+            Command::WsEcho { addr } => floor::ws_echo_server(addr).await,
             Command::Gateway { .. } => Ok(()),
         }
     });

@@ -9,13 +9,14 @@ use crate::scenario::Row;
 
 /// The scenarios in order, with the metric each one's ratio and plot use
 /// and whether more of it is better.
-const HEADLINES: [(&str, &str, &str, bool); 6] = [
+const HEADLINES: [(&str, &str, &str, bool); 7] = [
     ("idle", "1. Idle connections", "rss_per_conn_kib", false),
     ("burst", "2. Burst fan-out", "deliveries_per_s", true),
     ("sparse", "3. Sparse fan-out", "cpu_us_per_delivery", false),
     ("ack", "4. Ack round trip", "cpu_us_per_ack", false),
     ("rooms", "5. Many gateways", "deliveries_per_s", true),
     ("polling", "6. Polling fan-out", "deliveries_per_s", true),
+    ("floor", "Floors: the parts underneath", "per_s", true),
 ];
 
 fn number(v: f64) -> String {
@@ -72,6 +73,45 @@ pub(crate) fn markdown(rows: &[Row], plots: Option<&str>) -> String {
         out.push('\n');
     }
     out
+}
+
+fn output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.lines().next().unwrap_or_default().trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "not found".into())
+}
+
+/// The machine and the versions the run used, and the command line.
+pub(crate) fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or_else(String::new, |kib| {
+            format!("{:.1} GiB", kib as f64 / 1_048_576.0)
+        });
+    let command: Vec<String> = std::env::args().collect();
+    format!(
+        "Run on {model}, {cores} cores available, {memory}; Linux {}; nats-server {}, Node {}, redis-server {}.\n\nCommand: `{}`\n\n",
+        output("uname", &["-r"]),
+        output("nats-server", &["--version"]).trim_start_matches("nats-server: "),
+        output("node", &["--version"]),
+        output("redis-server", &["--version"]),
+        command.join(" ")
+    )
 }
 
 /// One horizontal bar chart per scenario, of its headline metric.

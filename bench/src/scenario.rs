@@ -46,6 +46,7 @@ pub(crate) struct Sizes {
     pub(crate) room_messages: u32,
     pub(crate) polling_clients: usize,
     pub(crate) polling_messages: u32,
+    pub(crate) floor_messages: u64,
 }
 
 impl Sizes {
@@ -61,6 +62,7 @@ impl Sizes {
             room_messages: 20,
             polling_clients: 1_000,
             polling_messages: 100,
+            floor_messages: 1_000_000,
         }
     }
 
@@ -76,6 +78,7 @@ impl Sizes {
             room_messages: 5,
             polling_clients: 100,
             polling_messages: 10,
+            floor_messages: 10_000,
         }
     }
 }

@@ -17,6 +17,10 @@ pub(crate) enum Target {
     Node { processes: usize },
     /// socketioxide, with its default send buffer or a given one.
     Socketioxide { buffer: Option<usize> },
+    /// nats-server alone (a floor).
+    Nats,
+    /// A bare tokio-tungstenite echo server (a floor).
+    WsEcho,
 }
 
 impl Target {
@@ -28,6 +32,8 @@ impl Target {
             Target::Node { processes } => format!("node socket.io ×{processes} (redis)"),
             Target::Socketioxide { buffer: None } => "socketioxide".into(),
             Target::Socketioxide { buffer: Some(b) } => format!("socketioxide (buffer {b})"),
+            Target::Nats => "nats-server".into(),
+            Target::WsEcho => "tokio-tungstenite echo".into(),
         }
     }
 }
@@ -126,6 +132,20 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPUs in a `taskset -c` list such as `1`, `0-3` or `1,3`.
+fn cpu_count(list: &str) -> usize {
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 1,
+            },
+            None => 1,
+        })
+        .sum::<usize>()
+        .max(1)
+}
+
 fn free_port() -> Result<u16, String> {
     Ok(TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -150,6 +170,10 @@ impl Launcher {
             Some(cpus) => {
                 let mut c = Command::new("taskset");
                 c.args(["-c", cpus]).arg(program.as_ref());
+                // As many runtime threads as the CPUs they may use: more
+                // only adds context switches (tokio and Go read these).
+                let n = cpu_count(cpus).to_string();
+                c.env("TOKIO_WORKER_THREADS", &n).env("GOMAXPROCS", &n);
                 c
             }
             None => Command::new(program.as_ref()),
@@ -198,6 +222,22 @@ impl Launcher {
         Ok(())
     }
 
+    /// Starts a nats-server on a free port.
+    fn nats(&self, running: &mut Running) -> Result<SocketAddr, String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut nats = self.command("nats-server");
+        nats.args(["-a", "127.0.0.1", "-p", &addr.port().to_string()]);
+        let nats = nats
+            .current_dir(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("nats-server: {e} (apt-get install -y nats-server)"))?;
+        running.processes.push(("nats-server".into(), nats));
+        Self::wait_port(addr)?;
+        Ok(addr)
+    }
+
     /// Starts `target`.
     pub(crate) fn start(&self, target: &Target) -> Result<Running, String> {
         let mut running = Running {
@@ -206,19 +246,22 @@ impl Launcher {
             front: Vec::new(),
         };
         match target {
+            Target::Nats => {
+                let addr = self.nats(&mut running)?;
+                running.front.push(0);
+                running.addrs.push(addr);
+            }
+            Target::WsEcho => {
+                let port = free_port()?;
+                let mut echo = self.command(&self.exe);
+                echo.args(["ws-echo", &format!("127.0.0.1:{port}")]);
+                let echo = self.spawn(echo, "listening")?;
+                running.front.push(0);
+                running.processes.push(("ws-echo".into(), echo));
+                running.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+            }
             Target::SioNats { gateways } => {
-                let nats_port = free_port()?;
-                let mut nats = self.command("nats-server");
-                nats.args(["-a", "127.0.0.1", "-p", &nats_port.to_string()]);
-                let nats = nats
-                    .current_dir(&self.root)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .map_err(|e| format!("nats-server: {e} (apt-get install -y nats-server)"))?;
-                running.processes.push(("nats-server".into(), nats));
-                Self::wait_port(SocketAddr::from(([127, 0, 0, 1], nats_port)))?;
-                let url = format!("nats://127.0.0.1:{nats_port}");
+                let url = format!("nats://{}", self.nats(&mut running)?);
                 for _ in 0..*gateways {
                     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
                     let mut gw = self.command(&self.exe);

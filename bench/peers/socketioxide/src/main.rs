@@ -48,6 +48,8 @@ const PING_TIMEOUT: Duration = Duration::from_millis(20_000);
 /// `m` packets that did not reach a socket because socketioxide refused them (its send
 /// buffer was full, or it was closing). Reported on stderr at shutdown.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// `fanout` acks that socketioxide refused for the same reasons.
+static DROPPED_ACKS: AtomicU64 = AtomicU64::new(0);
 
 /// All the arguments of an event or ack, whatever their number.
 ///
@@ -142,7 +144,9 @@ async fn on_fanout(io: SocketIo, ack: AckSender, Data(Args(args)): Data<Args>) {
             DROPPED.fetch_add(dropped, Ordering::Relaxed);
         }
     }
-    let _ = ack.send(&count);
+    if ack.send(&count).is_err() {
+        DROPPED_ACKS.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn env_number<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
@@ -172,6 +176,16 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), String> {
     let port: u16 = env_number("PORT")?.unwrap_or(3000);
     let buffer: Option<usize> = env_number("SIOX_BUFFER")?;
+    // The buffer is a bounded tokio mpsc channel per socket: 0 or more than tokio's
+    // semaphore limit would panic at the first connection, so refuse them up front.
+    if let Some(size) = buffer {
+        if size == 0 || size > usize::MAX >> 3 {
+            return Err(format!(
+                "SIOX_BUFFER must be in 1..={}, got {size}",
+                usize::MAX >> 3
+            ));
+        }
+    }
 
     let mut builder = SocketIo::builder()
         .req_path("/socket.io")
@@ -220,10 +234,14 @@ async fn run() -> Result<(), String> {
 
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(3), io.close()).await;
-    let dropped = DROPPED.load(Ordering::Relaxed);
-    if dropped > 0 {
+    let (dropped, acks) = (
+        DROPPED.load(Ordering::Relaxed),
+        DROPPED_ACKS.load(Ordering::Relaxed),
+    );
+    if dropped + acks > 0 {
         eprintln!(
-            "socketioxide-peer: {dropped} `m` packets dropped (socket send buffer full or closed)"
+            "socketioxide-peer: dropped {dropped} `m` packets and {acks} fanout acks \
+             (socket send buffer full or socket closed)"
         );
     }
     Ok(())
