@@ -234,6 +234,9 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
+/// The largest polling response the generator reads.
+const MAX_BODY: usize = 16 << 20;
+
 /// A keep-alive HTTP/1.1 connection for polling requests.
 struct Http {
     stream: BufReader<TcpStream>,
@@ -241,6 +244,19 @@ struct Http {
 }
 
 impl Http {
+    /// One header line, of at most 8 KiB.
+    async fn line(&mut self, line: &mut String) -> Result<(), String> {
+        (&mut self.stream)
+            .take(8 * 1024)
+            .read_line(line)
+            .await
+            .map_err(|e| e.to_string())?;
+        match line.ends_with('\n') {
+            true => Ok(()),
+            false => Err("a header line over 8 KiB, or the connection closed".into()),
+        }
+    }
+
     async fn request(&mut self, method: &str, path: &str, body: &str) -> Result<String, String> {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
@@ -253,10 +269,7 @@ impl Http {
             .await
             .map_err(|e| e.to_string())?;
         let mut line = String::new();
-        self.stream
-            .read_line(&mut line)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.line(&mut line).await?;
         let status = line
             .split_whitespace()
             .nth(1)
@@ -265,10 +278,7 @@ impl Http {
         let mut length = 0usize;
         loop {
             line.clear();
-            self.stream
-                .read_line(&mut line)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.line(&mut line).await?;
             let header = line.trim_end();
             if header.is_empty() {
                 break;
@@ -278,6 +288,11 @@ impl Http {
                     length = value.trim().parse().map_err(|_| "bad content-length")?;
                 }
             }
+        }
+        // A response larger than any payload the bench asks for is a
+        // broken server, not something to allocate for.
+        if length > MAX_BODY {
+            return Err(format!("a {length}-byte response"));
         }
         let mut body = vec![0; length];
         self.stream

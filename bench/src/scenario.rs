@@ -106,6 +106,14 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i.min(sorted.len() - 1)])
 }
 
+/// The `p50_ms`-style metric of sorted microsecond latencies.
+fn latency(sorted: &[u32], p: f64) -> (String, f64) {
+    (
+        format!("p{:.0}_ms", p * 100.0),
+        percentile(sorted, p) / 1000.0,
+    )
+}
+
 /// Connected clients and the way to stop them.
 struct Clients {
     stop: watch::Sender<bool>,
@@ -364,8 +372,8 @@ impl Bench {
                 server_cpu * 1e6 / received.max(1) as f64,
             ),
             ("dropped".into(), expected.saturating_sub(received) as f64),
-            ("p50_ms".into(), percentile(&lat, 0.5) / 1000.0),
-            ("p99_ms".into(), percentile(&lat, 0.99) / 1000.0),
+            latency(&lat, 0.5),
+            latency(&lat, 0.99),
         ];
         failures(&reports, &mut row.notes);
         Ok(row)
@@ -408,8 +416,8 @@ impl Bench {
                 server_cpu * 1e6 / received.max(1) as f64,
             ),
             ("dropped".into(), expected.saturating_sub(received) as f64),
-            ("p50_ms".into(), percentile(&lat, 0.5) / 1000.0),
-            ("p99_ms".into(), percentile(&lat, 0.99) / 1000.0),
+            latency(&lat, 0.5),
+            latency(&lat, 0.99),
         ];
         failures(&reports, &mut row.notes);
         Ok(row)
@@ -450,8 +458,8 @@ impl Bench {
         row.generator_bound = bound;
         row.metrics = vec![
             ("acks_per_s".into(), acks as f64 / wall),
-            ("p50_ms".into(), percentile(&lat, 0.5) / 1000.0),
-            ("p99_ms".into(), percentile(&lat, 0.99) / 1000.0),
+            latency(&lat, 0.5),
+            latency(&lat, 0.99),
             (
                 "cpu_us_per_ack".into(),
                 server_cpu * 1e6 / acks.max(1) as f64,

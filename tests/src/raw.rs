@@ -60,6 +60,16 @@ pub async fn http(
     parse(&raw)
 }
 
+/// One value of the gateway's `/metrics` at `addr`, e.g.
+/// `sio_gateway_sessions`.
+pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = http(addr, "GET", "/metrics", &[], b"").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
 fn parse(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)

@@ -171,16 +171,7 @@ async fn operations_span_every_gateway() {
 
 /// `sio_gateway_emits_received_total` of the gateway at `addr`.
 async fn emits_received(addr: std::net::SocketAddr) -> u64 {
-    let metrics = sio_tests::raw::http(addr, "GET", "/metrics", &[], b"")
-        .await
-        .text();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sio_gateway_emits_received_total "))
-        .expect("the counter")
-        .trim()
-        .parse()
-        .unwrap()
+    sio_tests::raw::metric(addr, "sio_gateway_emits_received_total").await
 }
 
 #[tokio::test]

@@ -15,13 +15,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::Duration;
 
 use serde_json::Value;
 use sio_tests::NatsServer;
 use sio_tests::harness::{connect, node_suite, npm_ci, root};
 use sio_tests::process::{Process, free_addr, gateway_args, ready};
-use sio_tests::raw::http;
+use sio_tests::raw::metric;
 
 fn tool(name: &str) -> PathBuf {
     ["/usr/sbin", "/usr/bin"]
@@ -268,15 +267,6 @@ fn traefik_kubernetes_and_compose_files_hold_together() {
 const SOURCES: &str = "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,\
     127.0.0.7,127.0.0.8,127.0.0.9,127.0.0.10,127.0.0.11,127.0.0.12";
 
-async fn sessions(addr: SocketAddr) -> u64 {
-    let metrics = http(addr, "GET", "/metrics", &[], b"").await.text();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sio_gateway_sessions "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("sio_gateway_sessions")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_gateways_behind_nginx() {
     npm_ci();
@@ -312,16 +302,8 @@ async fn three_gateways_behind_nginx() {
         .spawn()
         .unwrap();
     let _nginx = Nginx(child, prefix);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(listen).await.is_err()
-        || http(listen, "GET", "/health", &[], b"").await.status != 200
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nginx never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Up once nginx reaches a ready gateway.
+    ready(listen).await;
     let url = format!("http://{listen}");
     node_suite("tests/js/", &url, &[]).await;
 
@@ -339,7 +321,7 @@ async fn three_gateways_behind_nginx() {
     clients.expect("round 1 ok");
     let mut held = Vec::new();
     for addr in addrs {
-        held.push(sessions(addr).await);
+        held.push(metric(addr, "sio_gateway_sessions").await);
     }
     assert_eq!(held.iter().sum::<u64>(), 12, "{held:?}");
     // A gateway holding some of the clients, but not all, dies.

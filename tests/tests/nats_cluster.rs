@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sio_tests::harness::{connect, demo_config, npm_ci, run_program};
-use sio_tests::raw::{Ws, http};
+use sio_tests::raw::{Ws, metric};
 use sio_tests::{NatsServer, TestGateway};
 use sio_worker::Emitter;
 
@@ -49,12 +49,7 @@ async fn routes_carry(nodes: &[NatsServer]) {
 
 /// `sio_gateway_emits_received_total` of a gateway.
 async fn emits_received(gateway: &TestGateway) -> u64 {
-    let metrics = http(gateway.addr, "GET", "/metrics", &[], b"").await.text();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sio_gateway_emits_received_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the counter")
+    metric(gateway.addr, "sio_gateway_emits_received_total").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
