@@ -141,8 +141,10 @@ impl Gateway {
         app: axum::Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        use axum::serve::ListenerExt as _;
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let this = self.clone();
+        let listener = listener.tap_io(no_delay);
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("draining");
@@ -160,6 +162,16 @@ impl Gateway {
                 tokio::time::sleep(limit + std::time::Duration::from_secs(1)).await;
             } => Ok(()),
         }
+    }
+}
+
+/// Accepted connections send at once: frames are written whole and
+/// flushed once per batch, so Nagle's algorithm would only hold a small
+/// reply back until the client's delayed ACK (measured: the ack round trip
+/// at 100/s per client had its median at the 10 ms period).
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "TCP_NODELAY");
     }
 }
 
@@ -233,5 +245,22 @@ where
             eprintln!("sio-gateway: {error}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn accepted_connections_disable_nagle() -> std::io::Result<()> {
+        let listener = super::bind(([127, 0, 0, 1], 0).into(), 16)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let addr = listener.local_addr()?;
+        let (_client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (mut tcp, _) = accepted?;
+        assert!(!tcp.nodelay()?, "the kernel default is Nagle on");
+        super::no_delay(&mut tcp);
+        assert!(tcp.nodelay()?);
+        Ok(())
     }
 }
