@@ -19,7 +19,7 @@ use sio_protocol::socketio::Decoder;
 
 use crate::config::Transport;
 use crate::gateway::Shared;
-use crate::outbox::{Frame, Outbox};
+use crate::outbox::Outbox;
 use crate::session::Session;
 use crate::transport::{polling, websocket};
 
@@ -183,16 +183,8 @@ async fn route(shared: &Arc<Shared>, peer: SocketAddr, request: Request) -> Resp
     match upgrade {
         Some(ws) => {
             let task_shared = shared.clone();
-            let mut response = configure(shared, ws).on_upgrade(move |ws| async move {
-                if session.send([Frame::text(open)]).is_err() {
-                    return;
-                }
-                let Some(reader) = session.outbox.try_reader() else {
-                    return;
-                };
-                task_shared.add_session(session.clone(), Transport::Websocket.as_str());
-                websocket::serve(task_shared, session, ws, reader).await;
-            });
+            let mut response = configure(shared, ws)
+                .on_upgrade(move |ws| websocket::open(task_shared, session, open, ws));
             set_cookie(shared, sid, response.headers_mut());
             response
         }

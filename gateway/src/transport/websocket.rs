@@ -15,8 +15,56 @@ use crate::gateway::Shared;
 use crate::outbox::{Frame, Reader};
 use crate::session::{Session, Upgrade};
 
-/// Upgrades a polling session to this websocket, then serves it.
-pub(crate) async fn upgrade(shared: Arc<Shared>, session: Arc<Session>, mut ws: WebSocket) {
+/// Serves a session that starts on this websocket: OPEN, then packets.
+///
+/// Every idle client holds this future, so its size is memory per client:
+/// the websocket is captured once (an `async fn` would store its argument
+/// twice) and the loops borrow it.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn stores the websocket twice"
+)]
+pub(crate) fn open(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    open: String,
+    mut ws: WebSocket,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        if session.send([Frame::text(open)]).is_err() {
+            return;
+        }
+        let Some(reader) = session.outbox.try_reader() else {
+            return;
+        };
+        shared.add_session(session.clone(), Transport::Websocket.as_str());
+        serve(&shared, &session, &mut ws, reader).await;
+        close(&mut ws).await;
+    }
+}
+
+/// Upgrades a polling session to this websocket, then serves it (the
+/// websocket held as in [`open`]).
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn stores the websocket twice"
+)]
+pub(crate) fn upgrade(
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    mut ws: WebSocket,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        if let Some(reader) = probe(&shared, &session, &mut ws).await {
+            serve(&shared, &session, &mut ws, reader).await;
+        }
+        close(&mut ws).await;
+    }
+}
+
+/// The upgrade handshake; the session's reader once the websocket carries
+/// the session.
+async fn probe(shared: &Shared, session: &Session, ws: &mut WebSocket) -> Option<Reader> {
     let eligible = {
         let mut state = session.state();
         let eligible = shared.config.allow_upgrades
@@ -29,7 +77,7 @@ pub(crate) async fn upgrade(shared: Arc<Shared>, session: Arc<Session>, mut ws: 
         eligible
     };
     if !eligible {
-        return close(ws).await;
+        return None;
     }
     let deadline = tokio::time::Instant::now() + ms(shared.config.upgrade_timeout);
     let upgraded = loop {
@@ -55,8 +103,7 @@ pub(crate) async fn upgrade(shared: Arc<Shared>, session: Arc<Session>, mut ws: 
     };
     if !upgraded {
         session.state().upgrade = Upgrade::None;
-        let _ = ws.send(Message::Close(None)).await;
-        return;
+        return None;
     }
     {
         let mut state = session.state();
@@ -65,56 +112,54 @@ pub(crate) async fn upgrade(shared: Arc<Shared>, session: Arc<Session>, mut ws: 
     }
     shared.metrics.connection(Transport::Polling.as_str(), -1);
     shared.metrics.connection(Transport::Websocket.as_str(), 1);
-    let reader = tokio::select! {
-        reader = session.outbox.reader() => reader,
-        () = session.closed.cancelled() => return close(ws).await,
-    };
-    serve(shared, session, ws, reader).await;
+    tokio::select! {
+        reader = session.outbox.reader() => Some(reader),
+        () = session.closed.cancelled() => None,
+    }
 }
 
 /// Serves a session whose transport is this websocket: frames from the
 /// client are handled in order; queued frames are written in batches, one
 /// flush per batch.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    session: Arc<Session>,
-    mut ws: WebSocket,
+async fn serve(
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    ws: &mut WebSocket,
     mut reader: Reader,
 ) {
     loop {
         tokio::select! {
             message = ws.recv() => match message {
                 Some(Ok(Message::Text(text))) => match Packet::decode(text.as_str()) {
-                    Ok(packet) => Box::pin(super::on_packet(&shared, &session, packet)).await,
+                    Ok(packet) => Box::pin(super::on_packet(shared, session, packet)).await,
                     Err(_) => {
                         shared.metrics.drop("parse_error");
-                        shared.close_session(&session, DisconnectReason::ParseError);
+                        shared.close_session(session, DisconnectReason::ParseError);
                     }
                 },
-                Some(Ok(Message::Binary(data))) => Box::pin(super::on_binary(&shared, &session, data)).await,
+                Some(Ok(Message::Binary(data))) => Box::pin(super::on_binary(shared, session, data)).await,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => {
-                    shared.close_session(&session, DisconnectReason::TransportClose);
+                    shared.close_session(session, DisconnectReason::TransportClose);
                 }
                 Some(Err(error)) => {
                     tracing::debug!(sid = %session.sid, %error, "websocket error");
-                    shared.close_session(&session, reason(error));
+                    shared.close_session(session, reason(error));
                 }
             },
             frames = reader.recv() => {
-                if Box::pin(write_batch(&mut ws, frames)).await.is_err() {
-                    shared.close_session(&session, DisconnectReason::TransportError);
+                if Box::pin(write_batch(ws, frames)).await.is_err() {
+                    shared.close_session(session, DisconnectReason::TransportError);
                 }
             }
             () = session.closed.cancelled() => {}
         }
         if session.is_closed() {
             // Send what was queued before the close (e.g. DISCONNECT).
-            let _ = write_batch(&mut ws, reader.take()).await;
-            break;
+            let _ = Box::pin(write_batch(ws, reader.take())).await;
+            return;
         }
     }
-    close(ws).await;
 }
 
 /// A connection that simply went away is a transport close, as in the
@@ -149,6 +194,6 @@ async fn write_batch(ws: &mut WebSocket, frames: VecDeque<Frame>) -> Result<(), 
     ws.flush().await
 }
 
-async fn close(mut ws: WebSocket) {
+async fn close(ws: &mut WebSocket) {
     let _ = ws.send(Message::Close(None)).await;
 }
