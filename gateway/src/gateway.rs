@@ -130,10 +130,9 @@ impl Shared {
     /// Ends a session: its sockets leave, workers hear why, and whoever
     /// serves its transport sends what is queued and closes.
     pub(crate) fn close_session(self: &Arc<Self>, session: &Session, reason: DisconnectReason) {
-        if session.is_closed() {
+        if !session.close() {
             return;
         }
-        session.closed.cancel();
         if lock(&self.sessions).remove(&session.sid).is_some() {
             self.metrics.sessions.dec();
             let transport = session.state().transport.as_str();
@@ -241,7 +240,7 @@ impl Shared {
             self.metrics.drop("volatile");
             return;
         }
-        self.send_to(socket, frames.to_vec());
+        self.send_to(socket, frames);
         self.metrics.emits_delivered.inc();
     }
 
@@ -297,7 +296,7 @@ impl Shared {
                     return CommandReply::Done;
                 };
                 let packet = Packet::new(socket.ns.clone(), Kind::Event(event.with_id(id)));
-                self.send_to(&socket, crate::socket::frames(&packet));
+                self.send_to(&socket, &crate::socket::frames(&packet));
                 return match tokio::time::timeout(ms(timeout_ms), answer).await {
                     Ok(Ok(reply)) => CommandReply::Ack(reply),
                     _ => {
@@ -552,7 +551,7 @@ impl Shared {
         };
         let (id, answer) = socket.expect_ack();
         let packet = Packet::new(socket.ns.clone(), Kind::Event(event.with_id(id)));
-        self.send_to(socket, crate::socket::frames(&packet));
+        self.send_to(socket, &crate::socket::frames(&packet));
         Some((id, answer))
     }
 

@@ -52,6 +52,8 @@ struct Shared {
     ready: Notify,
     /// Held by the one reader (a polling GET or the websocket).
     reading: AtomicBool,
+    /// Set once: the reader returns what is left and stops waiting.
+    closed: AtomicBool,
     /// Released readers wake whoever waits to read.
     released: Notify,
 }
@@ -105,6 +107,21 @@ impl Outbox {
         Ok(())
     }
 
+    /// Closes the queue and wakes the reader; true for the call that
+    /// closed it. A flag rather than a second future for every reader to
+    /// poll: the close is checked once per delivery and per wake-up.
+    pub(crate) fn close(&self) -> bool {
+        let first = !self.shared.closed.swap(true, Ordering::AcqRel);
+        if first {
+            self.shared.ready.notify_one();
+        }
+        first
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
     /// Whether nothing is waiting to be sent.
     pub(crate) fn is_empty(&self) -> bool {
         self.shared.queue().frames.is_empty()
@@ -135,12 +152,17 @@ impl Outbox {
 }
 
 impl Reader {
-    /// Waits until frames are queued and takes all of them.
+    /// Waits until frames are queued and takes all of them; once the queue
+    /// is closed, takes what is left, possibly nothing.
     pub(crate) async fn recv(&mut self) -> VecDeque<Frame> {
         loop {
             let frames = self.take();
             if !frames.is_empty() {
                 return frames;
+            }
+            if self.shared.closed.load(Ordering::Acquire) {
+                // Whatever was pushed between the take and the close.
+                return self.take();
             }
             self.shared.ready.notified().await;
         }
@@ -193,6 +215,19 @@ mod tests {
         );
         drop(reader);
         assert!(outbox.try_reader().is_some());
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_the_reader_once() {
+        let outbox = Arc::new(Outbox::new(8, 100));
+        let mut reader = outbox.try_reader().unwrap();
+        let waiting = tokio::spawn(async move { reader.recv().await });
+        tokio::task::yield_now().await;
+        assert!(!outbox.is_closed());
+        assert!(outbox.close(), "the first close");
+        assert!(!outbox.close(), "only the first");
+        assert!(outbox.is_closed());
+        assert!(waiting.await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -114,7 +114,14 @@ impl Session {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.outbox.is_closed()
+    }
+
+    /// Ends the session for its transports; true for the call that ended it.
+    pub(crate) fn close(&self) -> bool {
+        let first = self.outbox.close();
+        self.closed.cancel();
+        first
     }
 
     /// The client answered the ping; the next one is due at `next_ping`.

@@ -203,19 +203,19 @@ impl Shared {
 
     /// Sends to one socket, holding frames back while its connect is
     /// pending.
-    pub(crate) fn send_to(self: &Arc<Self>, socket: &Socket, frames: Vec<Frame>) {
+    pub(crate) fn send_to(self: &Arc<Self>, socket: &Socket, frames: &[Frame]) {
         {
             let mut inner = socket.inner();
             if let Some(held) = inner.pending.as_mut() {
                 if held.len() + frames.len() <= self.config.send_queue_packets {
-                    held.extend(frames);
+                    held.extend_from_slice(frames);
                 } else {
                     self.metrics.drop("pending_overflow");
                 }
                 return;
             }
         }
-        self.send_frames(&socket.session, frames);
+        self.sent(&socket.session, socket.session.send(frames.iter().cloned()));
     }
 
     fn namespace_allowed(&self, nsp: &str) -> bool {

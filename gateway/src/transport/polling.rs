@@ -26,11 +26,7 @@ pub(crate) async fn get(shared: &Arc<Shared>, session: Arc<Session>) -> Response
         shared.close_session(&session, DisconnectReason::TransportError);
         return engine_error(ErrorCode::BadRequest);
     };
-    let mut frames = tokio::select! {
-        frames = reader.recv() => frames,
-        () = session.closed.cancelled() => Default::default(),
-    };
-    frames.extend(reader.take());
+    let frames = reader.recv().await;
     let mut body = String::new();
     for (i, frame) in frames.iter().enumerate() {
         if i > 0 {

@@ -152,7 +152,6 @@ async fn serve(
                     shared.close_session(session, DisconnectReason::TransportError);
                 }
             }
-            () = session.closed.cancelled() => {}
         }
         if session.is_closed() {
             // Send what was queued before the close (e.g. DISCONNECT).
