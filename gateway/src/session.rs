@@ -87,8 +87,10 @@ impl Session {
             closed: CancellationToken::new(),
             next_ping: AtomicU64::new(first_ping),
             pong_due: AtomicU64::new(0),
+            // Trimmed to its length: the encoder's growth left up to half
+            // of the buffer unused, for the whole life of the session.
             handshake: envelope::encode(&handshake)
-                .map(bytes::Bytes::from)
+                .map(|encoded| bytes::Bytes::from(encoded.into_boxed_slice()))
                 .unwrap_or_default(),
             state: Mutex::new(State {
                 transport,

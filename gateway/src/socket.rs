@@ -6,7 +6,7 @@
 //! event arguments: they travel as the raw JSON the client sent.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -40,7 +40,9 @@ struct Inner {
     /// after the CONNECT reply, never before it.
     pending: Option<Vec<Frame>>,
     data: Option<String>,
-    rooms: BTreeSet<String>,
+    /// Sorted. A socket is in a few rooms: a vector of them costs a
+    /// fraction of a tree node, for every idle client.
+    rooms: Vec<String>,
     /// Server emits waiting for the client's ack, by ack id.
     acks: HashMap<u64, oneshot::Sender<AckReply>>,
 }
@@ -81,7 +83,7 @@ impl Socket {
             ns: self.ns.clone(),
             handshake,
             data: inner.data.clone(),
-            rooms: inner.rooms.iter().cloned().collect(),
+            rooms: inner.rooms.clone(),
         }
     }
 
@@ -94,7 +96,13 @@ impl Socket {
         let mut inner = self.inner();
         rooms
             .into_iter()
-            .filter(|r| inner.rooms.insert((*r).clone()))
+            .filter(|r| match inner.rooms.binary_search(r) {
+                Ok(_) => false,
+                Err(at) => {
+                    inner.rooms.insert(at, (*r).clone());
+                    true
+                }
+            })
             .cloned()
             .collect()
     }
@@ -107,13 +115,19 @@ impl Socket {
         let mut inner = self.inner();
         rooms
             .into_iter()
-            .filter(|r| inner.rooms.remove(*r))
+            .filter(|r| match inner.rooms.binary_search(r) {
+                Ok(at) => {
+                    inner.rooms.remove(at);
+                    true
+                }
+                Err(_) => false,
+            })
             .cloned()
             .collect()
     }
 
     pub(crate) fn rooms(&self) -> Vec<String> {
-        self.inner().rooms.iter().cloned().collect()
+        self.inner().rooms.clone()
     }
 
     /// Registers a server emit that waits for the client's ack.
@@ -462,7 +476,49 @@ pub(crate) fn decode_binary(
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use std::sync::Arc;
+
+    use sio_protocol::id::{GatewayId, Sid, SocketId};
+    use sio_protocol::socketio::Decoder;
+
+    use super::{Socket, glob};
+    use crate::config::Transport;
+    use crate::outbox::Outbox;
+    use crate::session::Session;
+
+    #[test]
+    fn rooms_are_a_sorted_set() -> Result<(), Box<dyn std::error::Error>> {
+        let gateway = GatewayId::random()?;
+        let session = Session::new(
+            Sid::random(gateway)?,
+            Transport::Websocket,
+            Default::default(),
+            Outbox::new(8, 1024),
+            Decoder::new(1),
+            (0, 0),
+        );
+        let socket = Socket::new(
+            SocketId::random(gateway)?,
+            "/".into(),
+            Arc::new(session),
+            None,
+            false,
+        );
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            socket.add_rooms(&names(&["b", "a", "b"])),
+            names(&["b", "a"])
+        );
+        assert_eq!(
+            socket.add_rooms(&names(&["c", "a"])),
+            names(&["c"]),
+            "only the new ones"
+        );
+        assert_eq!(socket.rooms(), names(&["a", "b", "c"]));
+        assert_eq!(socket.remove_rooms(&names(&["b", "x", "b"])), names(&["b"]));
+        assert_eq!(socket.rooms(), names(&["a", "c"]));
+        Ok(())
+    }
 
     #[test]
     fn namespace_patterns() {
