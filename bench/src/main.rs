@@ -6,7 +6,7 @@
 //! ```text
 //! cargo build --release -p sio-bench
 //! taskset -c 0 target/release/sio-bench suite --server-cpus 1      # everything
-//! target/release/sio-bench suite --quick                            # a few minutes
+//! target/release/sio-bench suite --quick                            # seconds
 //! ```
 
 #![forbid(unsafe_code)]
