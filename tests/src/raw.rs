@@ -217,6 +217,14 @@ impl Ws {
         self.stream.send(Message::text(text)).await.expect("send");
     }
 
+    /// The client's end of the connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        match self.stream.get_ref() {
+            MaybeTlsStream::Plain(tcp) => tcp.local_addr().expect("local address"),
+            _ => panic!("plain TCP only"),
+        }
+    }
+
     pub async fn send_binary(&mut self, data: &[u8]) {
         self.stream
             .send(Message::binary(data.to_vec()))
@@ -314,4 +322,26 @@ impl Ws {
     pub async fn send_message(&mut self, message: Message) -> Result<(), tungstenite::Error> {
         self.stream.send(message).await
     }
+}
+
+/// The kernel's TCP state (`/proc/net/tcp`, e.g. `01` = ESTABLISHED) of the
+/// IPv4 socket whose own end is `local` and whose peer is `remote`; `None`
+/// once there is no such socket.
+pub fn tcp_state(local: SocketAddr, remote: SocketAddr) -> Option<String> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => panic!("IPv4 only"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("/proc/net/tcp")
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
+        .and_then(|f| f.get(3).map(|s| (*s).to_owned()))
 }

@@ -16,7 +16,7 @@ use sio_gateway::Config;
 use sio_protocol::envelope::{self, Command, ConnectReply, ConnectRequest, EncodedPacket};
 use sio_protocol::id::SocketId;
 use sio_protocol::subject::Subjects;
-use sio_tests::raw::{Polling, WAIT, Ws, engine, http};
+use sio_tests::raw::{Polling, WAIT, Ws, engine, http, tcp_state};
 use sio_tests::{TestGateway, test_config};
 
 async fn gateway(config: Config) -> (TestGateway, Arc<dyn Bus>) {
@@ -298,4 +298,54 @@ async fn repeated_connects_while_workers_decide_are_ignored() {
         ws.quiet(Duration::from_millis(200)).await,
         "one CONNECT reply only"
     );
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_stops_reading_is_cut_and_disconnected() {
+    let (gw, bus) = gateway(Config {
+        send_queue_packets: 8,
+        ..test_config()
+    })
+    .await;
+    let (ws, sid) = Ws::joined(gw.addr, "/").await;
+    let socket: SocketId = sid.parse().unwrap();
+    let client = ws.local_addr();
+    assert_eq!(tcp_state(gw.addr, client).as_deref(), Some("01"));
+    // The client never reads again: 64 KiB emits fill the kernel's buffers,
+    // the gateway's write blocks, and then its queue overflows.
+    let subject = Subjects::default().gateway(socket.gateway());
+    let big = "x".repeat(64 * 1024);
+    for i in 0..400 {
+        let emit = Command::Emit {
+            socket,
+            volatile: false,
+            packet: EncodedPacket {
+                text: format!("2[\"n\",{i},\"{big}\"]").into(),
+                attachments: vec![],
+            },
+        };
+        bus.request(
+            subject.clone(),
+            envelope::encode(&emit).unwrap().into(),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    }
+    let metrics = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    assert!(
+        metrics.contains(r#"sio_gateway_drops_total{reason="slow_consumer"} 1"#),
+        "{metrics}"
+    );
+    // Cutting the session closes the connection too: a client that does
+    // not read must not hold a task and a descriptor on the gateway.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tcp_state(gw.addr, client).as_deref() == Some("01") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway's end of the connection is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(ws);
 }

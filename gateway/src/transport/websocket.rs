@@ -148,14 +148,22 @@ async fn serve(
                 }
             },
             frames = reader.recv() => {
-                if Box::pin(write_batch(ws, frames)).await.is_err() {
+                // A client cut while it does not read (its queue overflowed
+                // behind this write) must not keep the connection open.
+                let written = tokio::select! {
+                    biased;
+                    result = Box::pin(write_batch(ws, frames)) => result.is_ok(),
+                    () = session.closed.cancelled() => false,
+                };
+                if !written {
                     shared.close_session(session, DisconnectReason::TransportError);
                 }
             }
         }
         if session.is_closed() {
             // Send what was queued before the close (e.g. DISCONNECT).
-            let _ = Box::pin(write_batch(ws, reader.take())).await;
+            let _ =
+                tokio::time::timeout(CLOSE_WAIT, Box::pin(write_batch(ws, reader.take()))).await;
             return;
         }
     }
@@ -193,6 +201,10 @@ async fn write_batch(ws: &mut WebSocket, frames: VecDeque<Frame>) -> Result<(), 
     ws.flush().await
 }
 
+/// How long the last frames and the close frame may take to leave; a
+/// client that is not reading has its connection dropped instead.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn close(ws: &mut WebSocket) {
-    let _ = ws.send(Message::Close(None)).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, ws.send(Message::Close(None))).await;
 }
