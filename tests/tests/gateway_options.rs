@@ -181,6 +181,22 @@ async fn an_upgrade_that_never_completes_keeps_polling() {
     assert!(p.get().await.text().starts_with("40/chat,"));
 }
 
+/// A worker's emit to one socket, through its gateway's command subject.
+async fn emit(bus: &Arc<dyn Bus>, socket: SocketId, text: String, volatile: bool) {
+    let emit = Command::Emit {
+        socket,
+        volatile,
+        packet: EncodedPacket {
+            text: text.into(),
+            attachments: vec![],
+        },
+    };
+    let subject = Subjects::default().gateway(socket.gateway());
+    bus.request(subject, envelope::encode(&emit).unwrap().into(), WAIT)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn slow_clients_are_cut_and_counted() {
     let (gw, bus) = gateway(Config {
@@ -198,23 +214,8 @@ async fn slow_clients_are_cut_and_counted() {
         .parse()
         .unwrap();
     // The client stops polling; the worker keeps emitting.
-    let subject = Subjects::default().gateway(socket.gateway());
     for i in 0..20 {
-        let emit = Command::Emit {
-            socket,
-            volatile: false,
-            packet: EncodedPacket {
-                text: format!("2[\"n\",{i}]").into(),
-                attachments: vec![],
-            },
-        };
-        bus.request(
-            subject.clone(),
-            envelope::encode(&emit).unwrap().into(),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        emit(&bus, socket, format!("2[\"n\",{i}]"), false).await;
     }
     let r = p.get().await;
     assert_eq!(
@@ -238,21 +239,7 @@ async fn slow_clients_are_cut_and_counted() {
         .parse()
         .unwrap();
     for (i, volatile) in [(0, false), (1, true)] {
-        let emit = Command::Emit {
-            socket,
-            volatile,
-            packet: EncodedPacket {
-                text: format!("2[\"v\",{i}]").into(),
-                attachments: vec![],
-            },
-        };
-        bus.request(
-            subject.clone(),
-            envelope::encode(&emit).unwrap().into(),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        emit(&bus, socket, format!("2[\"v\",{i}]"), volatile).await;
     }
     assert_eq!(p.get().await.text(), r#"42["v",0]"#);
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -313,24 +300,9 @@ async fn a_websocket_client_that_stops_reading_is_cut_and_disconnected() {
     assert_eq!(tcp_state(gw.addr, client).as_deref(), Some("01"));
     // The client never reads again: 64 KiB emits fill the kernel's buffers,
     // the gateway's write blocks, and then its queue overflows.
-    let subject = Subjects::default().gateway(socket.gateway());
     let big = "x".repeat(64 * 1024);
     for i in 0..400 {
-        let emit = Command::Emit {
-            socket,
-            volatile: false,
-            packet: EncodedPacket {
-                text: format!("2[\"n\",{i},\"{big}\"]").into(),
-                attachments: vec![],
-            },
-        };
-        bus.request(
-            subject.clone(),
-            envelope::encode(&emit).unwrap().into(),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        emit(&bus, socket, format!("2[\"n\",{i},\"{big}\"]"), false).await;
     }
     let metrics = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
     assert!(
