@@ -142,6 +142,13 @@ impl Socket {
         self.inner().acks.remove(&id);
     }
 
+    /// The socket left: whoever waits for one of its acks hears it now,
+    /// not at the end of the worker's timeout (holding the socket until
+    /// then).
+    fn forget_acks(&self) {
+        self.inner().acks.clear();
+    }
+
     fn resolve_ack(&self, ack: Ack<'_>) {
         if let Some(tx) = self.inner().acks.remove(&ack.id) {
             let _ = tx.send(AckReply {
@@ -404,6 +411,7 @@ impl Shared {
             };
         }
         self.sockets_lock().remove(&socket.id);
+        socket.forget_acks();
         self.metrics.socket_left(&socket.ns);
         let context = socket.context();
         self.index_remove(socket);

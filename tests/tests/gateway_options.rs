@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use sio_bus::{Bus, MemoryBus};
 use sio_gateway::Config;
-use sio_protocol::envelope::{self, Command, ConnectReply, ConnectRequest, EncodedPacket};
+use sio_protocol::envelope::{
+    self, Command, CommandReply, ConnectReply, ConnectRequest, EncodedPacket,
+};
 use sio_protocol::id::SocketId;
 use sio_protocol::subject::Subjects;
 use sio_tests::raw::{Polling, WAIT, Ws, engine, http, tcp_state};
@@ -320,4 +322,27 @@ async fn a_websocket_client_that_stops_reading_is_cut_and_disconnected() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(ws);
+}
+
+#[tokio::test]
+async fn a_worker_waiting_for_an_ack_hears_at_once_that_the_client_left() {
+    let (gw, bus) = gateway(test_config()).await;
+    let (ws, sid) = Ws::joined(gw.addr, "/").await;
+    let socket: SocketId = sid.parse().unwrap();
+    let ask = Command::EmitWithAck {
+        socket,
+        data: r#"["question"]"#.into(),
+        attachments: vec![],
+        // Far longer than the request below may wait.
+        timeout_ms: 600_000,
+    };
+    let subject = Subjects::default().gateway(socket.gateway());
+    let request = bus.request(subject, envelope::encode(&ask).unwrap().into(), WAIT);
+    let leave = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(ws);
+    };
+    let (reply, ()) = tokio::join!(request, leave);
+    let reply: CommandReply = envelope::decode_owned(&reply.expect("a reply before WAIT")).unwrap();
+    assert_eq!(reply, CommandReply::AckTimeout);
 }

@@ -26,7 +26,10 @@ pub(crate) async fn get(shared: &Arc<Shared>, session: Arc<Session>) -> Response
         shared.close_session(&session, DisconnectReason::TransportError);
         return engine_error(ErrorCode::BadRequest);
     };
-    let frames = reader.recv().await;
+    let mut frames = reader.recv().await;
+    // Frames pushed after that take and before a close (e.g. one DISCONNECT
+    // per namespace) belong in this response, before the close packet.
+    frames.extend(reader.take());
     let mut body = String::new();
     for (i, frame) in frames.iter().enumerate() {
         if i > 0 {

@@ -91,7 +91,14 @@ async fn probe(shared: &Shared, session: &Session, ws: &mut WebSocket) -> Option
         };
         match Packet::decode(text.as_str()) {
             Ok(Packet::Ping(data)) if data == Packet::PROBE => {
-                if ws.send(Message::Text("3probe".into())).await.is_err() {
+                // Bounded like the reads: a client that sends probes but
+                // does not read must not hold this task.
+                let sent = tokio::select! {
+                    r = ws.send(Message::Text("3probe".into())) => r.is_ok(),
+                    () = tokio::time::sleep_until(deadline) => false,
+                    () = session.closed.cancelled() => false,
+                };
+                if !sent {
                     break false;
                 }
                 // Release a pending GET so the client can pause polling.
@@ -127,6 +134,8 @@ async fn serve(
     ws: &mut WebSocket,
     mut reader: Reader,
 ) {
+    // Frames taken from the queue and not yet handed to the websocket.
+    let mut unsent = VecDeque::new();
     loop {
         tokio::select! {
             message = ws.recv() => match message {
@@ -148,11 +157,12 @@ async fn serve(
                 }
             },
             frames = reader.recv() => {
+                unsent = frames;
                 // A client cut while it does not read (its queue overflowed
                 // behind this write) must not keep the connection open.
                 let written = tokio::select! {
                     biased;
-                    result = Box::pin(write_batch(ws, frames)) => result.is_ok(),
+                    result = Box::pin(write_batch(ws, &mut unsent)) => result.is_ok(),
                     () = session.closed.cancelled() => false,
                 };
                 if !written {
@@ -162,8 +172,8 @@ async fn serve(
         }
         if session.is_closed() {
             // Send what was queued before the close (e.g. DISCONNECT).
-            let _ =
-                tokio::time::timeout(CLOSE_WAIT, Box::pin(write_batch(ws, reader.take()))).await;
+            unsent.extend(reader.take());
+            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(write_batch(ws, &mut unsent))).await;
             return;
         }
     }
@@ -194,9 +204,12 @@ fn message(frame: Frame) -> Message {
 }
 
 /// Writes queued frames with one flush for all of them.
-async fn write_batch(ws: &mut WebSocket, frames: VecDeque<Frame>) -> Result<(), axum::Error> {
-    for frame in frames {
-        ws.feed(message(frame)).await?;
+async fn write_batch(ws: &mut WebSocket, frames: &mut VecDeque<Frame>) -> Result<(), axum::Error> {
+    // A frame leaves the queue once the websocket has it, so a write cut
+    // short keeps the rest for the last, bounded attempt.
+    while let Some(frame) = frames.front() {
+        ws.feed(message(frame.clone())).await?;
+        frames.pop_front();
     }
     ws.flush().await
 }
