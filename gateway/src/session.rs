@@ -5,7 +5,7 @@
 //! polling or directly on websocket; a polling session may upgrade once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sio_protocol::envelope::{self, Handshake};
@@ -48,6 +48,8 @@ pub(crate) struct Session {
     next_ping: AtomicU64,
     /// When the pong for the last ping is due; 0 while none is awaited.
     pong_due: AtomicU64,
+    /// Client events waiting for a worker's ack.
+    asking: AtomicUsize,
     /// What the client sent when it opened the session, kept encoded: one
     /// allocation instead of a string per header, for every idle client.
     handshake: bytes::Bytes,
@@ -87,6 +89,7 @@ impl Session {
             closed: CancellationToken::new(),
             next_ping: AtomicU64::new(first_ping),
             pong_due: AtomicU64::new(0),
+            asking: AtomicUsize::new(0),
             // Trimmed to its length: the encoder's growth left up to half
             // of the buffer unused, for the whole life of the session.
             handshake: envelope::encode(&handshake)
@@ -102,6 +105,17 @@ impl Session {
                 connecting: HashSet::new(),
             }),
         }
+    }
+
+    /// A slot for one more client event waiting for a worker's ack, if
+    /// fewer than `limit` wait: each holds its payload until the answer,
+    /// so a client may not start them faster than the workers answer.
+    pub(crate) fn ask(self: &Arc<Self>, limit: usize) -> Option<Asking> {
+        if self.asking.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.asking.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Asking(self.clone()))
     }
 
     /// What the client sent when it opened the session.
@@ -156,5 +170,15 @@ impl Session {
             return Ok(());
         }
         self.outbox.push(frames)
+    }
+}
+
+/// One client event waiting for its ack; the slot frees on drop.
+#[derive(Debug)]
+pub(crate) struct Asking(Arc<Session>);
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        self.0.asking.fetch_sub(1, Ordering::AcqRel);
     }
 }

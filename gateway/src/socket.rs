@@ -368,9 +368,16 @@ impl Shared {
         let Some(ack_id) = ack_id else {
             return self.publish(subject, payload).await;
         };
+        // Bounded like the send queue: each answer becomes a packet for
+        // the client, and each wait holds the event until then.
+        let Some(asking) = socket.session.ask(self.config.send_queue_packets) else {
+            self.metrics.drop("ack_flood");
+            return self.close_session(&socket.session, DisconnectReason::TransportError);
+        };
         let shared = self.clone();
         let socket = socket.clone();
         tokio::spawn(async move {
+            let _asking = asking;
             let started = std::time::Instant::now();
             let timeout = crate::config::ms(shared.config.ack_timeout);
             let reply = match shared.bus.request(subject.clone(), payload, timeout).await {

@@ -346,3 +346,37 @@ async fn a_worker_waiting_for_an_ack_hears_at_once_that_the_client_left() {
     let reply: CommandReply = envelope::decode_owned(&reply.expect("a reply before WAIT")).unwrap();
     assert_eq!(reply, CommandReply::AckTimeout);
 }
+
+#[tokio::test]
+async fn a_client_may_not_start_acks_faster_than_workers_answer() {
+    let (gw, bus) = gateway(Config {
+        send_queue_packets: 8,
+        ..test_config()
+    })
+    .await;
+    // A worker that takes the events and never answers.
+    let mut silent = bus
+        .subscribe(Subjects::default().event("/", "slow"))
+        .await
+        .unwrap();
+    let (mut ws, _) = Ws::joined(gw.addr, "/").await;
+    for id in 0..8 {
+        ws.send(&format!(r#"42{id}["slow"]"#)).await;
+        silent
+            .next_within(WAIT)
+            .await
+            .expect("the event reached the worker");
+    }
+    let metrics = || async { http(gw.addr, "GET", "/metrics", &[], b"").await.text() };
+    assert!(
+        !metrics().await.contains(r#"reason="ack_flood""#),
+        "eight waiting acks are within the bound"
+    );
+    ws.send(r#"429["slow"]"#).await;
+    ws.closed().await;
+    let metrics = metrics().await;
+    assert!(
+        metrics.contains(r#"sio_gateway_drops_total{reason="ack_flood"} 1"#),
+        "{metrics}"
+    );
+}
