@@ -134,7 +134,8 @@ async fn serve(
     ws: &mut WebSocket,
     mut reader: Reader,
 ) {
-    // Frames taken from the queue and not yet handed to the websocket.
+    // Frames a cut-short write did not hand to the websocket. Only then:
+    // a batch's buffer is freed once written, not kept by idle clients.
     let mut unsent = VecDeque::new();
     loop {
         tokio::select! {
@@ -156,16 +157,16 @@ async fn serve(
                     shared.close_session(session, reason(error));
                 }
             },
-            frames = reader.recv() => {
-                unsent = frames;
+            mut frames = reader.recv() => {
                 // A client cut while it does not read (its queue overflowed
                 // behind this write) must not keep the connection open.
                 let written = tokio::select! {
                     biased;
-                    result = Box::pin(write_batch(ws, &mut unsent)) => result.is_ok(),
+                    result = Box::pin(write_batch(ws, &mut frames)) => result.is_ok(),
                     () = session.closed.cancelled() => false,
                 };
                 if !written {
+                    unsent = frames;
                     shared.close_session(session, DisconnectReason::TransportError);
                 }
             }
