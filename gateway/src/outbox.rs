@@ -156,9 +156,12 @@ impl Reader {
     /// is closed, takes what is left, possibly nothing.
     pub(crate) async fn recv(&mut self) -> VecDeque<Frame> {
         loop {
-            let frames = self.take();
-            if !frames.is_empty() {
-                return frames;
+            // Scoped, so the waiting future does not keep an empty queue.
+            {
+                let frames = self.take();
+                if !frames.is_empty() {
+                    return frames;
+                }
             }
             if self.shared.closed.load(Ordering::Acquire) {
                 // Whatever was pushed between the take and the close.
@@ -166,6 +169,17 @@ impl Reader {
             }
             self.shared.ready.notified().await;
         }
+    }
+
+    /// Puts back frames taken but not sent, ahead of anything queued since.
+    pub(crate) fn unsend(&mut self, mut frames: VecDeque<Frame>) {
+        let mut queue = self.shared.queue();
+        queue.bytes = frames
+            .iter()
+            .map(Frame::len)
+            .fold(queue.bytes, usize::saturating_add);
+        frames.append(&mut queue.frames);
+        queue.frames = frames;
     }
 
     /// Takes whatever is queued, possibly nothing.
@@ -215,6 +229,22 @@ mod tests {
         );
         drop(reader);
         assert!(outbox.try_reader().is_some());
+    }
+
+    #[test]
+    fn unsent_frames_go_back_ahead_and_count() {
+        let outbox = Outbox::new(8, 10);
+        let mut reader = outbox.try_reader().unwrap();
+        outbox.push([Frame::text("4a")]).unwrap();
+        let taken = reader.take();
+        outbox.push([Frame::text("4b")]).unwrap();
+        reader.unsend(taken);
+        assert_eq!(
+            outbox.push([Frame::text("4cdefgh")]),
+            Err(Full),
+            "both count"
+        );
+        assert_eq!(reader.take(), [Frame::text("4a"), Frame::text("4b")]);
     }
 
     #[tokio::test]

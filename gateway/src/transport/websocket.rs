@@ -134,9 +134,6 @@ async fn serve(
     ws: &mut WebSocket,
     mut reader: Reader,
 ) {
-    // Frames a cut-short write did not hand to the websocket. Only then:
-    // a batch's buffer is freed once written, not kept by idle clients.
-    let mut unsent = VecDeque::new();
     loop {
         tokio::select! {
             message = ws.recv() => match message {
@@ -166,15 +163,16 @@ async fn serve(
                     () = session.closed.cancelled() => false,
                 };
                 if !written {
-                    unsent = frames;
+                    // Kept for the last write below.
+                    reader.unsend(frames);
                     shared.close_session(session, DisconnectReason::TransportError);
                 }
             }
         }
         if session.is_closed() {
             // Send what was queued before the close (e.g. DISCONNECT).
-            unsent.extend(reader.take());
-            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(write_batch(ws, &mut unsent))).await;
+            let mut last = reader.take();
+            let _ = tokio::time::timeout(CLOSE_WAIT, Box::pin(write_batch(ws, &mut last))).await;
             return;
         }
     }
