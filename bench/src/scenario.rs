@@ -114,6 +114,19 @@ fn latency(sorted: &[u32], p: f64) -> (String, f64) {
     )
 }
 
+/// The `cpu_us_per_delivery` metric: server CPU over what clients received.
+fn cpu_per_delivery(server_cpu: f64, received: u64) -> (String, f64) {
+    (
+        "cpu_us_per_delivery".into(),
+        server_cpu * 1e6 / received.max(1) as f64,
+    )
+}
+
+/// The `dropped` metric: deliveries expected and not received.
+fn dropped(expected: u64, received: u64) -> (String, f64) {
+    ("dropped".into(), expected.saturating_sub(received) as f64)
+}
+
 /// Connected clients and the way to stop them.
 struct Clients {
     stop: watch::Sender<bool>,
@@ -367,11 +380,8 @@ impl Bench {
                 "per_front_core_s".into(),
                 received as f64 / front_cpu.max(0.01),
             ),
-            (
-                "cpu_us_per_delivery".into(),
-                server_cpu * 1e6 / received.max(1) as f64,
-            ),
-            ("dropped".into(), expected.saturating_sub(received) as f64),
+            cpu_per_delivery(server_cpu, received),
+            dropped(expected, received),
             latency(&lat, 0.5),
             latency(&lat, 0.99),
         ];
@@ -411,11 +421,8 @@ impl Bench {
         let mut row = self.row("sparse", target, format!("{rate}/s × {clients} clients"));
         row.generator_bound = bound;
         row.metrics = vec![
-            (
-                "cpu_us_per_delivery".into(),
-                server_cpu * 1e6 / received.max(1) as f64,
-            ),
-            ("dropped".into(), expected.saturating_sub(received) as f64),
+            cpu_per_delivery(server_cpu, received),
+            dropped(expected, received),
             latency(&lat, 0.5),
             latency(&lat, 0.99),
         ];
@@ -521,11 +528,8 @@ impl Bench {
         row.generator_bound = bound;
         row.metrics = vec![
             ("deliveries_per_s".into(), received as f64 / seconds),
-            (
-                "cpu_us_per_delivery".into(),
-                server_cpu * 1e6 / received.max(1) as f64,
-            ),
-            ("dropped".into(), expected.saturating_sub(received) as f64),
+            cpu_per_delivery(server_cpu, received),
+            dropped(expected, received),
         ];
         if is_sio {
             let after: u64 = running
