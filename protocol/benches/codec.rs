@@ -86,8 +86,9 @@ fn polling(c: &mut Criterion) {
             )))
         })
         .collect();
+    let frames: Vec<engineio::Frame> = packets.iter().map(engineio::Frame::packet).collect();
     let mut body = String::new();
-    payload::encode(&packets, &mut body);
+    payload::encode(&frames, &mut body);
     let mut g = c.benchmark_group("polling_payload_100");
     g.throughput(Throughput::Elements(100));
     g.bench_function("decode", |b| {
@@ -103,7 +104,7 @@ fn polling(c: &mut Criterion) {
         let mut out = String::with_capacity(body.len());
         b.iter(|| {
             out.clear();
-            payload::encode(black_box(&packets), &mut out);
+            payload::encode(black_box(&frames), &mut out);
             black_box(out.len());
         });
     });

@@ -320,13 +320,15 @@ proptest! {
     fn engineio_packet(p in eio_packet()) {
         let text = p.to_text();
         prop_assert_eq!(engineio::Packet::decode(&text), Ok(p.clone()));
-        prop_assert_eq!(engineio::Packet::from_frame(p.clone().into_frame()), Ok(p));
+        let frame: engineio::Frame = engineio::Frame::packet(&p);
+        prop_assert_eq!(frame.decode(), Ok(p));
     }
 
     #[test]
     fn engineio_payload(packets in vec(eio_packet(), 1..20)) {
         let mut body = String::new();
-        engineio::payload::encode(&packets, &mut body);
+        let frames: Vec<engineio::Frame> = packets.iter().map(engineio::Frame::packet).collect();
+        engineio::payload::encode(&frames, &mut body);
         prop_assert_eq!(engineio::payload::decode(body.as_bytes(), 20), Ok(packets));
     }
 
@@ -382,5 +384,52 @@ proptest! {
         assert_roundtrip(&control_reply);
         let (gateway, address, sockets, version, interval_ms, ready) = hb;
         assert_roundtrip(&Heartbeat { gateway, address, sockets, version, interval_ms, ready });
+    }
+}
+
+fn spliced(ctx: &SocketContext) -> envelope::EncodedContext {
+    let state = envelope::SocketState {
+        auth: ctx.handshake.auth.clone(),
+        data: ctx.data.clone(),
+        rooms: ctx.rooms.clone(),
+    };
+    let handshake = envelope::EncodedHandshake::new(&ctx.handshake).unwrap();
+    envelope::EncodedContext::new(ctx.id, &ctx.ns, handshake, &state).unwrap()
+}
+
+proptest! {
+    /// The spliced envelopes are byte for byte what encoding the whole
+    /// envelope writes, so workers cannot tell them apart.
+    #[test]
+    fn spliced_context(
+        ctx in socket(),
+        name in ".{0,8}",
+        data in ".{0,16}",
+        attachments in vec(vec(any::<u8>(), 0..8).prop_map(Bytes::from), 0..3),
+    ) {
+        let spliced = spliced(&ctx);
+        prop_assert_eq!(spliced.decode().unwrap(), ctx.clone());
+        let event = envelope::Event {
+            socket: ctx.clone(),
+            event: name.as_str().into(),
+            data: data.as_str().into(),
+            attachments: attachments.clone(),
+        };
+        prop_assert_eq!(
+            spliced.event(&name, &data, &attachments).unwrap(),
+            envelope::encode(&event).unwrap()
+        );
+        let disconnect = envelope::Disconnect {
+            socket: ctx.clone(),
+            reason: envelope::DisconnectReason::PingTimeout,
+        };
+        prop_assert_eq!(
+            spliced.disconnect(envelope::DisconnectReason::PingTimeout).unwrap(),
+            envelope::encode(&disconnect).unwrap()
+        );
+        prop_assert_eq!(
+            spliced.connect_request().unwrap(),
+            envelope::encode(&envelope::ConnectRequest { socket: ctx }).unwrap()
+        );
     }
 }

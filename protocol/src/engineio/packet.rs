@@ -27,13 +27,6 @@ pub enum Packet<'a> {
     Noop,
 }
 
-/// A websocket frame as Engine.IO uses it: each frame is one packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame<'a> {
-    Text(Cow<'a, str>),
-    Binary(Cow<'a, [u8]>),
-}
-
 impl<'a> Packet<'a> {
     /// The `2probe` ping a client sends over a new websocket before upgrading.
     pub const PROBE: &'static str = "probe";
@@ -61,23 +54,6 @@ impl<'a> Packet<'a> {
             ),
             other => return Err(Error::UnknownType(other)),
         })
-    }
-
-    /// Decodes a websocket frame: binary frames are binary messages.
-    pub fn from_frame(frame: Frame<'a>) -> Result<Self, Error> {
-        match frame {
-            Frame::Binary(data) => Ok(Packet::Binary(data)),
-            Frame::Text(Cow::Borrowed(text)) => Packet::decode(text),
-            Frame::Text(Cow::Owned(text)) => Packet::decode(&text).map(Packet::into_owned),
-        }
-    }
-
-    /// The websocket frame for this packet: binary messages go raw.
-    pub fn into_frame(self) -> Frame<'a> {
-        match self {
-            Packet::Binary(data) => Frame::Binary(data),
-            other => Frame::Text(other.to_text().into()),
-        }
     }
 
     /// Appends the text form (binary as `b` + base64, as polling needs).
@@ -169,33 +145,5 @@ mod tests {
         assert_eq!(Packet::decode("x4"), Err(Error::UnknownType('x')));
         assert_eq!(Packet::decode("é"), Err(Error::UnknownType('é')));
         assert_eq!(Packet::decode("b!!!"), Err(Error::InvalidBase64));
-    }
-
-    #[test]
-    fn frames() {
-        let bin = Packet::Binary(vec![0xff, 0].into());
-        assert_eq!(
-            bin.clone().into_frame(),
-            Frame::Binary(vec![0xff, 0].into())
-        );
-        assert_eq!(
-            Packet::from_frame(Frame::Binary(vec![0xff, 0].into())),
-            Ok(bin)
-        );
-        let text = Packet::Message("hi".into());
-        assert_eq!(text.clone().into_frame(), Frame::Text("4hi".into()));
-        assert_eq!(
-            Packet::from_frame(Frame::Text("4hi".into())),
-            Ok(text.clone())
-        );
-        assert_eq!(
-            Packet::from_frame(Frame::Text(String::from("4hi").into())),
-            Ok(text)
-        );
-        // A text frame beginning with `b` is base64, as in the reference parser.
-        assert_eq!(
-            Packet::from_frame(Frame::Text("bAA==".into())),
-            Ok(Packet::Binary(vec![0].into()))
-        );
     }
 }

@@ -6,7 +6,10 @@
 //! `\x1e` cannot travel over polling (the same holds for the reference
 //! implementation).
 
-use super::{Error, Packet};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::{Error, Frame, Packet};
 
 /// The record separator between packets.
 pub const SEPARATOR: char = '\x1e';
@@ -26,19 +29,33 @@ pub fn decode(body: &[u8], max_packets: usize) -> Result<Vec<Packet<'_>>, Error>
     Ok(packets)
 }
 
-/// Appends `packets` as one polling response body.
-pub fn encode<'p, 'a: 'p>(packets: impl IntoIterator<Item = &'p Packet<'a>>, out: &mut String) {
-    for (i, packet) in packets.into_iter().enumerate() {
+/// Appends `frames` as one polling response body: text frames as they
+/// are, binary ones as `b` + base64.
+pub fn encode<'f, T: AsRef<str> + 'f>(
+    frames: impl IntoIterator<Item = &'f Frame<T>>,
+    out: &mut String,
+) {
+    for (i, frame) in frames.into_iter().enumerate() {
         if i > 0 {
             out.push(SEPARATOR);
         }
-        packet.encode(out);
+        match frame {
+            Frame::Text(text) => out.push_str(text.as_ref()),
+            Frame::Binary(data) => {
+                out.push('b');
+                BASE64.encode_string(data, out);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frames(packets: &[Packet<'_>]) -> Vec<Frame> {
+        packets.iter().map(Frame::packet).collect()
+    }
 
     #[test]
     fn spec_example() {
@@ -49,7 +66,7 @@ mod tests {
         ];
         assert_eq!(decode(wire.as_bytes(), 16), Ok(packets.clone()));
         let mut out = String::new();
-        encode(&packets, &mut out);
+        encode(&frames(&packets), &mut out);
         assert_eq!(out, wire);
     }
 
@@ -70,7 +87,7 @@ mod tests {
             Ok(vec![Packet::Message(escaped[1..].into())])
         );
         let mut out = String::new();
-        encode(&[] as &[Packet<'_>], &mut out);
+        encode(&[] as &[Frame], &mut out);
         assert_eq!(out, "");
     }
 
@@ -80,7 +97,7 @@ mod tests {
             .map(|i| Packet::Message(format!("2[\"ev\",{i}]").into()))
             .collect();
         let mut out = String::new();
-        encode(&packets, &mut out);
+        encode(&frames(&packets), &mut out);
         assert_eq!(decode(out.as_bytes(), 100), Ok(packets));
     }
 }

@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::id::{GatewayId, NoRandomness, SocketId};
 
+mod context;
+
+pub use context::{EncodedContext, EncodedHandshake, SocketState};
+
 /// The envelope format revision. A receiver rejects every other value.
 pub const VERSION: u16 = 1;
 
