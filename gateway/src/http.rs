@@ -13,17 +13,19 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use sio_protocol::engineio::{self, ErrorCode};
-use sio_protocol::envelope::Handshake;
+use sio_protocol::envelope::{EncodedHandshake, Handshake};
 use sio_protocol::id::Sid;
 use sio_protocol::socketio::Decoder;
 
+use crate::client::Client;
 use crate::config::Transport;
-use crate::gateway::Shared;
-use crate::outbox::Outbox;
+use crate::fault::engine_error;
+use crate::node::Node;
+use crate::outbox::{Frame, Outbox};
 use crate::session::Session;
 use crate::transport::{polling, websocket};
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Node>) -> Router {
     Router::new()
         .route(&shared.config.path, any(engine))
         .route("/health", get(|| async { "ok" }))
@@ -32,7 +34,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+async fn ready(State(shared): State<Arc<Node>>) -> Response {
     let bus_up = shared.bus.state() == sio_bus::State::Connected;
     if bus_up && !shared.is_draining() {
         (StatusCode::OK, "ready").into_response()
@@ -46,7 +48,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics(State(shared): State<Arc<Node>>) -> Response {
     let connected = shared.bus.state() == sio_bus::State::Connected;
     shared.metrics.bus_connected.set(i64::from(connected));
     (
@@ -57,20 +59,6 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         shared.metrics.render(),
     )
         .into_response()
-}
-
-pub(crate) fn text_response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: String,
-) -> Response {
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-/// The Engine.IO error response: `{"code":N,"message":"…"}`.
-pub(crate) fn engine_error(code: ErrorCode) -> Response {
-    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    text_response(status, "application/json", code.body())
 }
 
 /// The query parameters Engine.IO cares about.
@@ -95,7 +83,7 @@ fn parse_query(raw: Option<&str>) -> Query {
 }
 
 async fn engine(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<Node>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
@@ -109,7 +97,7 @@ async fn engine(
     response
 }
 
-async fn route(shared: &Arc<Shared>, peer: SocketAddr, request: Request) -> Response {
+async fn route(shared: &Arc<Node>, peer: SocketAddr, request: Request) -> Response {
     let query = parse_query(request.uri().query());
     let transport = query
         .transport
@@ -129,24 +117,28 @@ async fn route(shared: &Arc<Shared>, peer: SocketAddr, request: Request) -> Resp
         None
     };
     if let Some(sid) = &query.sid {
-        let Some(session) = sid.parse::<Sid>().ok().and_then(|sid| shared.session(&sid)) else {
+        let client = sid
+            .parse::<Sid>()
+            .ok()
+            .and_then(|sid| shared.registry.client(&sid));
+        let Some(client) = client else {
             return engine_error(ErrorCode::SessionIdUnknown);
         };
-        let current = session.state().transport;
+        let current = client.session.state().transport;
         return match (transport, upgrade) {
             (Transport::Websocket, Some(ws)) => {
                 let shared = shared.clone();
-                configure(&shared, ws).on_upgrade(move |ws| websocket::upgrade(shared, session, ws))
+                configure(&shared, ws).on_upgrade(move |ws| websocket::upgrade(shared, client, ws))
             }
             (Transport::Websocket, None) => engine_error(ErrorCode::BadRequest),
             (Transport::Polling, _) if current != Transport::Polling => {
                 engine_error(ErrorCode::BadRequest)
             }
             (Transport::Polling, _) if parts.method == Method::GET => {
-                polling::get(shared, session).await
+                polling::get(shared, client).await
             }
             (Transport::Polling, _) if parts.method == Method::POST => {
-                polling::post(shared, session, body).await
+                polling::post(shared, client, body).await
             }
             (Transport::Polling, _) => engine_error(ErrorCode::BadRequest),
         };
@@ -160,7 +152,7 @@ async fn route(shared: &Arc<Shared>, peer: SocketAddr, request: Request) -> Resp
     if query.eio.as_deref() != Some("4") {
         return engine_error(ErrorCode::UnsupportedProtocolVersion);
     }
-    if shared.is_draining() || shared.session_count() >= shared.config.max_connections {
+    if shared.is_draining() || shared.registry.client_count() >= shared.config.max_connections {
         shared.metrics.drop("connection_refused");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -168,38 +160,48 @@ async fn route(shared: &Arc<Shared>, peer: SocketAddr, request: Request) -> Resp
     let Ok(sid) = Sid::random(shared.id) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let session = Arc::new(Session::new(
+    let Ok(handshake) = EncodedHandshake::new(&handshake) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let now = shared.now();
+    let session = Session::new(
         sid,
         transport,
-        handshake,
         Outbox::new(
             shared.config.send_queue_packets,
             shared.config.send_queue_bytes,
         ),
+        (now, now.saturating_add(shared.config.ping_interval)),
+    );
+    let client = Arc::new(Client::new(
+        Arc::new(session),
+        handshake,
         Decoder::new(shared.config.max_attachments),
-        (shared.now(), shared.first_ping()),
     ));
     let open = open_packet(shared, sid, transport);
-    match upgrade {
+    let mut response = match upgrade {
         Some(ws) => {
-            let task_shared = shared.clone();
-            let mut response = configure(shared, ws)
-                .on_upgrade(move |ws| websocket::open(task_shared, session, open, ws));
-            set_cookie(shared, sid, response.headers_mut());
-            response
+            let node = shared.clone();
+            let open = Frame::Text(open.into());
+            configure(shared, ws).on_upgrade(move |ws| websocket::open(node, client, open, ws))
         }
         None => {
-            shared.add_session(session, Transport::Polling.as_str());
-            let mut response = text_response(StatusCode::OK, "text/plain; charset=UTF-8", open);
-            set_cookie(shared, sid, response.headers_mut());
-            response
+            shared.open(client, Transport::Polling);
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+                open,
+            )
+                .into_response()
         }
-    }
+    };
+    set_cookie(shared, sid, response.headers_mut());
+    response
 }
 
 /// Websocket limits: explicit buffers (the library defaults cost over
 /// 100 KB per connection) and maxHttpBufferSize as the message limit.
-fn configure(shared: &Shared, ws: WebSocketUpgrade) -> WebSocketUpgrade {
+fn configure(shared: &Node, ws: WebSocketUpgrade) -> WebSocketUpgrade {
     let c = &shared.config;
     ws.read_buffer_size(c.ws_read_buffer)
         .write_buffer_size(c.ws_write_buffer)
@@ -212,7 +214,7 @@ fn configure(shared: &Shared, ws: WebSocketUpgrade) -> WebSocketUpgrade {
         .max_frame_size(c.max_http_buffer_size)
 }
 
-fn open_packet(shared: &Shared, sid: Sid, transport: Transport) -> String {
+fn open_packet(shared: &Node, sid: Sid, transport: Transport) -> String {
     let c = &shared.config;
     let can_upgrade = transport == Transport::Polling
         && c.allow_upgrades
@@ -232,7 +234,7 @@ fn open_packet(shared: &Shared, sid: Sid, transport: Transport) -> String {
 }
 
 fn client_handshake(
-    shared: &Shared,
+    shared: &Node,
     peer: SocketAddr,
     parts: &axum::http::request::Parts,
     query: Vec<(String, String)>,
@@ -288,7 +290,7 @@ fn forwarded_for(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-fn set_cookie(shared: &Shared, sid: Sid, headers: &mut HeaderMap) {
+fn set_cookie(shared: &Node, sid: Sid, headers: &mut HeaderMap) {
     let c = &shared.config;
     if !c.cookie {
         return;
@@ -304,7 +306,7 @@ fn set_cookie(shared: &Shared, sid: Sid, headers: &mut HeaderMap) {
     }
 }
 
-fn cors(shared: &Shared, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
+fn cors(shared: &Node, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
     let c = &shared.config;
     if c.cors_origins.is_empty() {
         return;

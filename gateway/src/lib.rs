@@ -15,15 +15,25 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod client;
+mod command;
 pub mod config;
-mod gateway;
+mod control;
+mod delivery;
+mod dispatch;
+mod fault;
+mod heartbeat;
 mod http;
 pub mod logging;
 mod metrics;
+mod node;
 mod outbox;
+mod presence;
+mod registry;
 mod rooms;
 mod session;
 mod socket;
+mod timer;
 mod transport;
 
 use std::net::SocketAddr;
@@ -60,7 +70,7 @@ pub enum Error {
 /// routes.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    shared: Arc<gateway::Shared>,
+    node: Arc<node::Node>,
 }
 
 impl Gateway {
@@ -70,16 +80,17 @@ impl Gateway {
         let subjects = Subjects::new(&config.prefix)?;
         let id = GatewayId::random()?;
         let address = config.listen.to_string();
-        let shared = Arc::new(gateway::Shared::new(config, bus, id, subjects));
-        let commands = shared.bus.subscribe(shared.subjects.gateway(id)).await?;
-        tokio::spawn(gateway::serve_commands(Arc::downgrade(&shared), commands));
-        let control = shared.bus.subscribe(shared.subjects.control()).await?;
-        tokio::spawn(gateway::serve_control(Arc::downgrade(&shared), control));
-        shared.bus.flush().await?;
-        tokio::spawn(gateway::announce(Arc::downgrade(&shared), address));
-        tokio::spawn(gateway::heartbeats(Arc::downgrade(&shared)));
+        let node = Arc::new(node::Node::new(config, bus, id, subjects));
+        let weak = Arc::downgrade(&node);
+        let commands = node.bus.subscribe(node.subjects.gateway(id)).await?;
+        tokio::spawn(command::serve(weak.clone(), commands));
+        let control = node.bus.subscribe(node.subjects.control()).await?;
+        tokio::spawn(control::serve(weak.clone(), control));
+        node.bus.flush().await?;
+        tokio::spawn(presence::announce(weak.clone(), address));
+        tokio::spawn(heartbeat::run(weak, node.timer.clone(), node.epoch));
         tracing::info!(gateway = %id, "gateway started");
-        Ok(Self { shared })
+        Ok(Self { node })
     }
 
     /// Connects the bus the configuration names: NATS when URLs are given,
@@ -108,20 +119,32 @@ impl Gateway {
     }
 
     pub fn id(&self) -> GatewayId {
-        self.shared.id
+        self.node.id
     }
 
     /// The routes: the Engine.IO path, `/health`, `/ready`, `/metrics`.
     /// Serve with `into_make_service_with_connect_info::<SocketAddr>()`.
     pub fn router(&self) -> axum::Router {
-        http::router(self.shared.clone())
+        http::router(self.node.clone())
     }
 
     /// Stops accepting sessions, closes every session so its client
     /// reconnects elsewhere, and waits for them (bounded by the drain
     /// timeout).
     pub async fn drain(&self) {
-        self.shared.drain().await;
+        let node = &self.node;
+        node.start_draining();
+        let clients = node.registry.clients();
+        for client in &clients {
+            node.close(&client.session, fault::Fault::ShuttingDown);
+        }
+        let deadline = tokio::time::Instant::now() + config::ms(node.config.drain_timeout);
+        // A transport holds the session's reader until it has sent the close.
+        while tokio::time::Instant::now() < deadline
+            && clients.iter().any(|c| c.session.outbox.try_reader().is_none())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains.
@@ -150,13 +173,13 @@ impl Gateway {
             tracing::info!("draining");
             this.drain().await;
         });
-        let limit = config::ms(self.shared.config.drain_timeout);
+        let limit = config::ms(self.node.config.drain_timeout);
         // Upgraded connections are not tracked by the HTTP server's
         // graceful shutdown; the drain closed them, so bound the wait.
         tokio::select! {
             result = server => result.map_err(Error::Io),
             () = async {
-                while !self.shared.is_draining() {
+                while !self.node.is_draining() {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
                 tokio::time::sleep(limit + std::time::Duration::from_secs(1)).await;

@@ -10,30 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use bytes::Bytes;
 use tokio::sync::Notify;
 
-/// One Engine.IO packet, ready for either transport.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Frame {
-    /// The text form, e.g. `4` + a Socket.IO packet, or `2` (ping).
-    Text(Utf8Bytes),
-    /// A binary message (a Socket.IO attachment).
-    Binary(Bytes),
-}
-
-impl Frame {
-    pub(crate) fn text(s: impl Into<Utf8Bytes>) -> Self {
-        Self::Text(s.into())
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Self::Text(t) => t.len(),
-            Self::Binary(b) => b.len(),
-        }
-    }
-}
+/// One Engine.IO packet, ready for either transport; its text in the
+/// websocket library's shared string, so a broadcast's frames are built
+/// once and every recipient gets the same bytes.
+pub(crate) type Frame = sio_protocol::engineio::Frame<Utf8Bytes>;
 
 /// The queue is over its bound: the client does not keep up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,17 +181,23 @@ impl Drop for Reader {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+
+    fn text(s: &'static str) -> Frame {
+        Frame::Text(s.into())
+    }
 
     #[tokio::test]
     async fn bounded_by_packets_and_bytes() {
         let outbox = Outbox::new(2, 10);
         assert!(outbox.is_empty());
-        assert_eq!(outbox.push([Frame::text("4a"), Frame::text("4b")]), Ok(()));
-        assert_eq!(outbox.push([Frame::text("4c")]), Err(Full), "packet bound");
+        assert_eq!(outbox.push([text("4a"), text("4b")]), Ok(()));
+        assert_eq!(outbox.push([text("4c")]), Err(Full), "packet bound");
         let mut reader = outbox.try_reader().unwrap();
         assert!(outbox.try_reader().is_none(), "one reader at a time");
-        assert_eq!(reader.recv().await, [Frame::text("4a"), Frame::text("4b")]);
+        assert_eq!(reader.recv().await, [text("4a"), text("4b")]);
         assert!(reader.take().is_empty());
         assert!(outbox.is_empty());
         assert_eq!(
@@ -218,7 +206,7 @@ mod tests {
             "byte bound"
         );
         assert_eq!(
-            outbox.push([Frame::text("4"), Frame::Binary(Bytes::from(vec![0; 10]))]),
+            outbox.push([text("4"), Frame::Binary(Bytes::from(vec![0; 10]))]),
             Err(Full),
             "all or nothing"
         );
@@ -235,16 +223,16 @@ mod tests {
     fn unsent_frames_go_back_ahead_and_count() {
         let outbox = Outbox::new(8, 10);
         let mut reader = outbox.try_reader().unwrap();
-        outbox.push([Frame::text("4a")]).unwrap();
+        outbox.push([text("4a")]).unwrap();
         let taken = reader.take();
-        outbox.push([Frame::text("4b")]).unwrap();
+        outbox.push([text("4b")]).unwrap();
         reader.unsend(taken);
         assert_eq!(
-            outbox.push([Frame::text("4cdefgh")]),
+            outbox.push([text("4cdefgh")]),
             Err(Full),
             "both count"
         );
-        assert_eq!(reader.take(), [Frame::text("4a"), Frame::text("4b")]);
+        assert_eq!(reader.take(), [text("4a"), text("4b")]);
     }
 
     #[tokio::test]
@@ -268,7 +256,7 @@ mod tests {
             let outbox = outbox.clone();
             tokio::spawn(async move { outbox.reader().await.take().len() })
         };
-        outbox.push([Frame::text("4x")]).unwrap();
+        outbox.push([text("4x")]).unwrap();
         tokio::task::yield_now().await;
         drop(first);
         assert_eq!(waiter.await.unwrap(), 1);

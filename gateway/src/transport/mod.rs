@@ -1,48 +1,29 @@
-//! The Engine.IO transports. Both hand decoded packets to [`on_packet`]
-//! and [`on_binary`]; neither knows about Socket.IO.
+//! The Engine.IO transports, polling and websocket. Both read packets into
+//! the session ([`Session::receive`](crate::session::Session::receive)) and
+//! hand what goes up to the Socket.IO dispatch: the one seam between the
+//! two layers.
 
 pub(crate) mod polling;
 pub(crate) mod websocket;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use sio_protocol::engineio::Packet;
-use sio_protocol::envelope::DisconnectReason;
 
-use crate::gateway::Shared;
-use crate::session::Session;
-use crate::socket;
+use crate::client::Client;
+use crate::dispatch;
+use crate::node::Node;
+use crate::session::Inbound;
 
 /// Handles one Engine.IO packet from the client's active transport.
-pub(crate) async fn on_packet(shared: &Arc<Shared>, session: &Arc<Session>, packet: Packet<'_>) {
-    match packet {
-        Packet::Pong(_) => shared.ponged(session),
-        Packet::Message(text) => match socket::decode_text(session, &text) {
-            Ok(Some(packet)) => shared.on_socket_packet(session, packet).await,
-            Ok(None) => {}
-            Err(error) => parse_error(shared, session, &error),
-        },
-        Packet::Binary(data) => on_binary(shared, session, Bytes::from(data.into_owned())).await,
-        Packet::Close => shared.close_session(session, DisconnectReason::TransportClose),
-        // In Engine.IO v4 only the server pings (probes travel on the
-        // upgrading websocket, before it carries the session).
-        Packet::Ping(_) => shared.close_session(session, DisconnectReason::TransportError),
-        Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
+pub(crate) async fn receive(node: &Arc<Node>, client: &Arc<Client>, packet: Packet<'_>) {
+    let session = &client.session;
+    let pong = matches!(packet, Packet::Pong(_));
+    match session.receive(packet, node.now(), node.config.ping_interval) {
+        Inbound::Message(text) => dispatch::message(node, client, &text).await,
+        Inbound::Binary(data) => dispatch::binary(node, client, data).await,
+        Inbound::Close(fault) => node.close(session, fault),
+        Inbound::Nothing if pong => node.schedule(client),
+        Inbound::Nothing => {}
     }
-}
-
-/// Handles a binary message: the next attachment of a binary packet.
-pub(crate) async fn on_binary(shared: &Arc<Shared>, session: &Arc<Session>, data: Bytes) {
-    match socket::decode_binary(session, data) {
-        Ok(Some(packet)) => shared.on_socket_packet(session, packet).await,
-        Ok(None) => {}
-        Err(error) => parse_error(shared, session, &error),
-    }
-}
-
-fn parse_error(shared: &Arc<Shared>, session: &Session, error: &dyn std::error::Error) {
-    tracing::debug!(sid = %session.sid, %error, "closing session on a bad packet");
-    shared.metrics.drop("parse_error");
-    shared.close_session(session, DisconnectReason::ParseError);
 }

@@ -4,91 +4,75 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use sio_protocol::engineio::{self, payload::SEPARATOR};
-use sio_protocol::envelope::DisconnectReason;
+use sio_protocol::engineio::payload;
 
-use crate::gateway::Shared;
-use crate::http::{engine_error, text_response};
-use crate::outbox::Frame;
-use crate::session::{Session, Upgrade};
-use sio_protocol::engineio::ErrorCode;
+use crate::client::Client;
+use crate::fault::Fault;
+use crate::node::Node;
 
 /// Packets in one POST body, at most.
 const MAX_PACKETS_PER_POST: usize = 4096;
 
+fn ok(content_type: &'static str, body: String) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// Ends the session for `fault` and answers the request that caused it.
+fn fail(node: &Arc<Node>, client: &Client, fault: Fault) -> Response {
+    node.close(&client.session, fault);
+    fault.response()
+}
+
 /// Answers a GET with everything queued, waiting for the first packet.
-pub(crate) async fn get(shared: &Arc<Shared>, session: Arc<Session>) -> Response {
+pub(crate) async fn get(node: &Arc<Node>, client: Arc<Client>) -> Response {
+    let session = &client.session;
     let Some(mut reader) = session.outbox.try_reader() else {
         // Two GETs at once: the reference server closes the session.
-        shared.close_session(&session, DisconnectReason::TransportError);
-        return engine_error(ErrorCode::BadRequest);
+        return fail(node, &client, Fault::ConcurrentGet);
     };
     let mut frames = reader.recv().await;
     // Frames pushed after that take and before a close (e.g. one DISCONNECT
-    // per namespace) belong in this response, before the close packet.
+    // per namespace) belong in this response, before the last frame.
     frames.extend(reader.take());
+    frames.extend(session.last_poll_frame());
     let mut body = String::new();
-    for (i, frame) in frames.iter().enumerate() {
-        if i > 0 {
-            body.push(SEPARATOR);
-        }
-        match frame {
-            Frame::Text(text) => body.push_str(text.as_str()),
-            Frame::Binary(data) => {
-                body.push('b');
-                base64::engine::general_purpose::STANDARD.encode_string(data, &mut body);
-            }
-        }
-    }
-    if session.is_closed() && session.state().upgrade != Upgrade::Done {
-        if !body.is_empty() {
-            body.push(SEPARATOR);
-        }
-        body.push('1');
-    }
-    text_response(StatusCode::OK, "text/plain; charset=UTF-8", body)
+    payload::encode(&frames, &mut body);
+    ok("text/plain; charset=UTF-8", body)
 }
 
 /// Reads a POST body and handles its packets in order.
-pub(crate) async fn post(shared: &Arc<Shared>, session: Arc<Session>, body: Body) -> Response {
+pub(crate) async fn post(node: &Arc<Node>, client: Arc<Client>, body: Body) -> Response {
     {
-        let mut state = session.state();
+        let mut state = client.session.state();
         if state.posting {
             drop(state);
-            shared.close_session(&session, DisconnectReason::TransportError);
-            return engine_error(ErrorCode::BadRequest);
+            return fail(node, &client, Fault::ConcurrentPost);
         }
         state.posting = true;
     }
-    let response = read_and_handle(shared, &session, body).await;
-    session.state().posting = false;
+    let response = read_and_handle(node, &client, body).await;
+    client.session.state().posting = false;
     response
 }
 
-async fn read_and_handle(shared: &Arc<Shared>, session: &Arc<Session>, body: Body) -> Response {
-    let limit = shared.config.max_http_buffer_size;
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        shared.metrics.drop("payload_too_large");
-        shared.close_session(session, DisconnectReason::TransportError);
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+async fn read_and_handle(node: &Arc<Node>, client: &Arc<Client>, body: Body) -> Response {
+    let Ok(bytes) = axum::body::to_bytes(body, node.config.max_http_buffer_size).await else {
+        return fail(node, client, Fault::PayloadTooLarge);
     };
-    let packets = match engineio::payload::decode(&bytes, MAX_PACKETS_PER_POST) {
+    let packets = match payload::decode(&bytes, MAX_PACKETS_PER_POST) {
         Ok(packets) => packets,
         Err(error) => {
-            tracing::debug!(sid = %session.sid, %error, "bad polling payload");
-            shared.metrics.drop("parse_error");
-            shared.close_session(session, DisconnectReason::ParseError);
-            return engine_error(ErrorCode::BadRequest);
+            tracing::debug!(sid = %client.session.sid, %error, "bad polling payload");
+            return fail(node, client, Fault::Parse);
         }
     };
     for packet in packets {
-        if session.is_closed() {
+        if client.session.is_closed() {
             break;
         }
-        super::on_packet(shared, session, packet).await;
+        super::receive(node, client, packet).await;
     }
-    text_response(StatusCode::OK, "text/html", "ok".into())
+    ok("text/html", "ok".into())
 }

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt as _;
 use sio_protocol::engineio::Packet;
-use sio_protocol::envelope::DisconnectReason;
 
+use crate::client::Client;
 use crate::config::{Transport, ms};
-use crate::gateway::Shared;
+use crate::fault::Fault;
+use crate::node::Node;
 use crate::outbox::{Frame, Reader};
 use crate::session::{Session, Upgrade};
 
@@ -25,20 +26,20 @@ use crate::session::{Session, Upgrade};
     reason = "an async fn stores the websocket twice"
 )]
 pub(crate) fn open(
-    shared: Arc<Shared>,
-    session: Arc<Session>,
-    open: String,
+    node: Arc<Node>,
+    client: Arc<Client>,
+    open: Frame,
     mut ws: WebSocket,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        if session.send([Frame::text(open)]).is_err() {
+        if client.session.send([open]).is_err() {
             return;
         }
-        let Some(reader) = session.outbox.try_reader() else {
+        let Some(reader) = client.session.outbox.try_reader() else {
             return;
         };
-        shared.add_session(session.clone(), Transport::Websocket.as_str());
-        serve(&shared, &session, &mut ws, reader).await;
+        node.open(client.clone(), Transport::Websocket);
+        serve(&node, &client, &mut ws, reader).await;
         close(&mut ws).await;
     }
 }
@@ -50,13 +51,13 @@ pub(crate) fn open(
     reason = "an async fn stores the websocket twice"
 )]
 pub(crate) fn upgrade(
-    shared: Arc<Shared>,
-    session: Arc<Session>,
+    node: Arc<Node>,
+    client: Arc<Client>,
     mut ws: WebSocket,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        if let Some(reader) = probe(&shared, &session, &mut ws).await {
-            serve(&shared, &session, &mut ws, reader).await;
+        if let Some(reader) = probe(&node, &client.session, &mut ws).await {
+            serve(&node, &client, &mut ws, reader).await;
         }
         close(&mut ws).await;
     }
@@ -64,10 +65,10 @@ pub(crate) fn upgrade(
 
 /// The upgrade handshake; the session's reader once the websocket carries
 /// the session.
-async fn probe(shared: &Shared, session: &Session, ws: &mut WebSocket) -> Option<Reader> {
+async fn probe(node: &Node, session: &Session, ws: &mut WebSocket) -> Option<Reader> {
     let eligible = {
         let mut state = session.state();
-        let eligible = shared.config.allow_upgrades
+        let eligible = node.config.allow_upgrades
             && state.transport == Transport::Polling
             && state.upgrade == Upgrade::None
             && !session.is_closed();
@@ -79,12 +80,12 @@ async fn probe(shared: &Shared, session: &Session, ws: &mut WebSocket) -> Option
     if !eligible {
         return None;
     }
-    let deadline = tokio::time::Instant::now() + ms(shared.config.upgrade_timeout);
+    let deadline = tokio::time::Instant::now() + ms(node.config.upgrade_timeout);
     let upgraded = loop {
         let message = tokio::select! {
             m = ws.recv() => m,
             () = tokio::time::sleep_until(deadline) => None,
-            () = session.closed.cancelled() => None,
+            () = session.closed() => None,
         };
         let Some(Ok(Message::Text(text))) = message else {
             break false;
@@ -94,15 +95,15 @@ async fn probe(shared: &Shared, session: &Session, ws: &mut WebSocket) -> Option
                 // Bounded like the reads: a client that sends probes but
                 // does not read must not hold this task.
                 let sent = tokio::select! {
-                    r = ws.send(Message::Text("3probe".into())) => r.is_ok(),
+                    r = ws.send(self::message(Frame::probe_pong())) => r.is_ok(),
                     () = tokio::time::sleep_until(deadline) => false,
-                    () = session.closed.cancelled() => false,
+                    () = session.closed() => false,
                 };
                 if !sent {
                     break false;
                 }
                 // Release a pending GET so the client can pause polling.
-                let _ = session.send([Frame::text("6")]);
+                let _ = session.send([Frame::noop()]);
             }
             Ok(Packet::Upgrade) => break true,
             _ => break false,
@@ -117,41 +118,35 @@ async fn probe(shared: &Shared, session: &Session, ws: &mut WebSocket) -> Option
         state.transport = Transport::Websocket;
         state.upgrade = Upgrade::Done;
     }
-    shared.metrics.connection(Transport::Polling.as_str(), -1);
-    shared.metrics.connection(Transport::Websocket.as_str(), 1);
+    node.metrics.connection(Transport::Polling.as_str(), -1);
+    node.metrics.connection(Transport::Websocket.as_str(), 1);
     tokio::select! {
         reader = session.outbox.reader() => Some(reader),
-        () = session.closed.cancelled() => None,
+        () = session.closed() => None,
     }
 }
 
 /// Serves a session whose transport is this websocket: frames from the
 /// client are handled in order; queued frames are written in batches, one
 /// flush per batch.
-async fn serve(
-    shared: &Arc<Shared>,
-    session: &Arc<Session>,
-    ws: &mut WebSocket,
-    mut reader: Reader,
-) {
+async fn serve(node: &Arc<Node>, client: &Arc<Client>, ws: &mut WebSocket, mut reader: Reader) {
+    let session = &client.session;
     loop {
         tokio::select! {
             message = ws.recv() => match message {
                 Some(Ok(Message::Text(text))) => match Packet::decode(text.as_str()) {
-                    Ok(packet) => Box::pin(super::on_packet(shared, session, packet)).await,
-                    Err(_) => {
-                        shared.metrics.drop("parse_error");
-                        shared.close_session(session, DisconnectReason::ParseError);
-                    }
+                    Ok(packet) => Box::pin(super::receive(node, client, packet)).await,
+                    Err(_) => node.close(session, Fault::Parse),
                 },
-                Some(Ok(Message::Binary(data))) => Box::pin(super::on_binary(shared, session, data)).await,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => {
-                    shared.close_session(session, DisconnectReason::TransportClose);
+                Some(Ok(Message::Binary(data))) => {
+                    // A binary message as it came: no packet to decode.
+                    Box::pin(crate::dispatch::binary(node, client, data)).await;
                 }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => node.close(session, Fault::ConnectionLost),
                 Some(Err(error)) => {
                     tracing::debug!(sid = %session.sid, %error, "websocket error");
-                    shared.close_session(session, reason(error));
+                    node.close(session, fault(error));
                 }
             },
             mut frames = reader.recv() => {
@@ -160,12 +155,12 @@ async fn serve(
                 let written = tokio::select! {
                     biased;
                     result = Box::pin(write_batch(ws, &mut frames)) => result.is_ok(),
-                    () = session.closed.cancelled() => false,
+                    () = session.closed() => false,
                 };
                 if !written {
                     // Kept for the last write below.
                     reader.unsend(frames);
-                    shared.close_session(session, DisconnectReason::TransportError);
+                    node.close(session, Fault::Websocket);
                 }
             }
         }
@@ -181,7 +176,7 @@ async fn serve(
 /// A connection that simply went away is a transport close, as in the
 /// reference server; a protocol violation (oversized or malformed frame)
 /// is a transport error.
-fn reason(error: axum::Error) -> DisconnectReason {
+fn fault(error: axum::Error) -> Fault {
     use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
     let inner = error.into_inner();
     match inner.downcast_ref::<Error>() {
@@ -190,8 +185,8 @@ fn reason(error: axum::Error) -> DisconnectReason {
             | Error::AlreadyClosed
             | Error::Io(_)
             | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
-        ) => DisconnectReason::TransportClose,
-        _ => DisconnectReason::TransportError,
+        ) => Fault::ConnectionLost,
+        _ => Fault::Websocket,
     }
 }
 

@@ -1,0 +1,457 @@
+//! The Socket.IO client of one Engine.IO session: its decoder, its sockets
+//! (one per namespace), the connects being decided and the events waiting
+//! for a worker's ack.
+//!
+//! This is the core without I/O: a message from the session goes in, the
+//! one [`Action`] it calls for comes out, and the gateway's dispatch does
+//! the bus calls, timers and sends. It is tested in memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use sio_protocol::envelope::{DisconnectReason, EncodedHandshake};
+use sio_protocol::id::{GatewayId, SocketId};
+use sio_protocol::socketio::{Decoder, Kind, Packet};
+use sio_protocol::subject::Subjects;
+
+use crate::config::Config;
+use crate::fault::Fault;
+use crate::outbox::Frame;
+use crate::session::Session;
+use crate::socket::{self, Socket};
+
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) session: Arc<Session>,
+    /// What the client sent when it opened the session, encoded once and
+    /// shared by the context of every socket.
+    handshake: EncodedHandshake,
+    /// Client events waiting for a worker's ack.
+    asking: AtomicUsize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    decoder: Decoder,
+    /// The namespaces this client joined.
+    sockets: HashMap<String, Arc<Socket>>,
+    /// Set once any namespace was joined (connectTimeout).
+    joined: bool,
+    /// Namespaces whose connect the workers are deciding: a repeated
+    /// CONNECT meanwhile is ignored, so a client cannot pile up requests.
+    connecting: HashSet<String>,
+}
+
+/// What the gateway needs to know to decide on a client's packet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) subjects: &'a Subjects,
+    pub(crate) gateway: GatewayId,
+}
+
+/// What one message from the client calls for.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Nothing (yet: a binary packet waits for its attachments).
+    None,
+    /// End the session.
+    Close(Fault),
+    /// Answer the client.
+    Send(Vec<Frame>),
+    /// A new socket. With `authorize`, the workers decide on it over
+    /// `P.conn` (a request); without, it is live at once and they are told.
+    Connect { socket: Arc<Socket>, authorize: bool },
+    /// The socket leaves its namespace.
+    Leave(Arc<Socket>, DisconnectReason),
+    /// An event for the workers.
+    Publish { subject: String, payload: Bytes },
+    /// An event whose ack the client waits for: a request, holding `slot`
+    /// until the answer.
+    Ask {
+        socket: Arc<Socket>,
+        ack: u64,
+        subject: String,
+        payload: Bytes,
+        slot: Asking,
+    },
+}
+
+impl Client {
+    pub(crate) fn new(session: Arc<Session>, handshake: EncodedHandshake, decoder: Decoder) -> Self {
+        Self {
+            session,
+            handshake,
+            asking: AtomicUsize::new(0),
+            state: Mutex::new(State {
+                decoder,
+                sockets: HashMap::new(),
+                joined: false,
+                connecting: HashSet::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A message (Socket.IO text) from the client.
+    pub(crate) fn message(self: &Arc<Self>, text: &str, rules: Rules<'_>) -> Action {
+        let decoded = self.state().decoder.decode_text(text);
+        match decoded {
+            Ok(Some(packet)) => self.packet(packet, rules),
+            Ok(None) => Action::None,
+            Err(_) => Action::Close(Fault::Parse),
+        }
+    }
+
+    /// A binary message: the next attachment of a binary packet.
+    pub(crate) fn binary(self: &Arc<Self>, data: Bytes, rules: Rules<'_>) -> Action {
+        let decoded = self.state().decoder.decode_binary(data);
+        match decoded {
+            Ok(Some(packet)) => self.packet(packet, rules),
+            Ok(None) => Action::None,
+            Err(_) => Action::Close(Fault::Parse),
+        }
+    }
+
+    fn packet(self: &Arc<Self>, packet: Packet<'_>, rules: Rules<'_>) -> Action {
+        if let Kind::Connect(auth) = packet.kind {
+            return self.connect(packet.nsp.into_owned(), auth.map(|a| a.into_owned()), rules);
+        }
+        let Some(socket) = self.state().sockets.get(packet.nsp.as_ref()).cloned() else {
+            // A packet for a namespace the client never joined: the
+            // reference server closes the connection.
+            return Action::Close(Fault::UnknownNamespace);
+        };
+        match packet.kind {
+            Kind::Disconnect => Action::Leave(socket, DisconnectReason::ClientNamespaceDisconnect),
+            Kind::Event(event) => {
+                let subject = rules.subjects.event(&socket.ns, event.name());
+                let attachments = event.attachments.as_deref().unwrap_or_default();
+                let payload = match socket.event(event.name(), event.data(), attachments) {
+                    Ok(payload) => Bytes::from(payload),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot encode an event envelope");
+                        return Action::None;
+                    }
+                };
+                let Some(ack) = event.id else {
+                    return Action::Publish { subject, payload };
+                };
+                // Bounded like the send queue: each answer becomes a packet
+                // for the client, and each wait holds the event until then.
+                match self.ask(rules.config.send_queue_packets) {
+                    Some(slot) => Action::Ask {
+                        socket,
+                        ack,
+                        subject,
+                        payload,
+                        slot,
+                    },
+                    None => Action::Close(Fault::AckFlood),
+                }
+            }
+            Kind::Ack(ack) => {
+                socket.resolve_ack(ack);
+                Action::None
+            }
+            Kind::Connect(_) | Kind::ConnectError(_) => Action::Close(Fault::Parse),
+        }
+    }
+
+    fn connect(&self, ns: String, auth: Option<String>, rules: Rules<'_>) -> Action {
+        let config = rules.config;
+        let allowed = config.namespaces.iter().any(|n| *n == ns)
+            || config.namespace_patterns.iter().any(|p| glob(p, &ns));
+        if !allowed {
+            let refusal = Kind::ConnectError(error_object("Invalid namespace").into());
+            return Action::Send(socket::frames(&Packet::new(ns, refusal)));
+        }
+        let authorize = config.authorize.contains(&ns);
+        {
+            let mut state = self.state();
+            if state.sockets.contains_key(&ns) || state.connecting.contains(&ns) {
+                return Action::None;
+            }
+            if authorize {
+                state.connecting.insert(ns.clone());
+            }
+        }
+        let Ok(id) = SocketId::random(rules.gateway) else {
+            return Action::Close(Fault::NoRandomness);
+        };
+        let socket = Socket::new(
+            id,
+            ns.clone(),
+            self.session.clone(),
+            self.handshake.clone(),
+            auth,
+            authorize,
+        );
+        match socket {
+            Ok(socket) => Action::Connect {
+                socket: Arc::new(socket),
+                authorize,
+            },
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a socket context");
+                self.decided(&ns);
+                Action::None
+            }
+        }
+    }
+
+    /// The workers decided on the connect to `ns`.
+    pub(crate) fn decided(&self, ns: &str) {
+        self.state().connecting.remove(ns);
+    }
+
+    /// Makes an accepted socket one of this client's; false if the session
+    /// ended or the namespace was joined meanwhile.
+    pub(crate) fn establish(&self, socket: &Arc<Socket>) -> bool {
+        let mut state = self.state();
+        let live = !self.session.is_closed() && !state.sockets.contains_key(&socket.ns);
+        if live {
+            state.sockets.insert(socket.ns.clone(), socket.clone());
+            state.joined = true;
+        }
+        live
+    }
+
+    /// Takes the socket out of its namespace; false if it was not in it.
+    pub(crate) fn remove(&self, socket: &Arc<Socket>) -> bool {
+        let mut state = self.state();
+        match state.sockets.get(&socket.ns) {
+            Some(s) if Arc::ptr_eq(s, socket) => state.sockets.remove(&socket.ns).is_some(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn sockets(&self) -> Vec<Arc<Socket>> {
+        self.state().sockets.values().cloned().collect()
+    }
+
+    /// Whether any namespace was joined (a client that joins none within
+    /// connectTimeout is closed).
+    pub(crate) fn joined(&self) -> bool {
+        self.state().joined
+    }
+
+    /// A slot for one more client event waiting for a worker's ack, if
+    /// fewer than `limit` wait: each holds its payload until the answer,
+    /// so a client may not start them faster than the workers answer.
+    fn ask(self: &Arc<Self>, limit: usize) -> Option<Asking> {
+        if self.asking.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.asking.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Asking(self.clone()))
+    }
+}
+
+/// One client event waiting for its ack; the slot frees on drop.
+#[derive(Debug)]
+pub(crate) struct Asking(Arc<Client>);
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        self.0.asking.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A `connect_error` / ack error payload: `{"message": …}`.
+pub(crate) fn error_object(message: &str) -> String {
+    serde_json::json!({ "message": message }).to_string()
+}
+
+/// Matches `*` against any run of characters.
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = rest.get(i + part.len()..).unwrap_or_default(),
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use sio_protocol::envelope;
+    use sio_protocol::id::Sid;
+
+    use super::*;
+    use crate::config::Transport;
+    use crate::outbox::Outbox;
+
+    type Test = Result<(), Box<dyn std::error::Error>>;
+
+    struct Fixture {
+        config: Config,
+        subjects: Subjects,
+        gateway: GatewayId,
+        client: Arc<Client>,
+    }
+
+    impl Fixture {
+        fn new(config: Config) -> Result<Self, Box<dyn std::error::Error>> {
+            let gateway = GatewayId::random()?;
+            let session = Session::new(
+                Sid::random(gateway)?,
+                Transport::Websocket,
+                Outbox::new(8, 1024),
+                (0, 0),
+            );
+            let handshake = envelope::Handshake {
+                address: "127.0.0.1".into(),
+                ..Default::default()
+            };
+            let client = Client::new(
+                Arc::new(session),
+                EncodedHandshake::new(&handshake)?,
+                Decoder::new(1),
+            );
+            Ok(Self {
+                config,
+                subjects: Subjects::new("sio")?,
+                gateway,
+                client: Arc::new(client),
+            })
+        }
+
+        fn send(&self, text: &str) -> Action {
+            let rules = Rules {
+                config: &self.config,
+                subjects: &self.subjects,
+                gateway: self.gateway,
+            };
+            self.client.message(text, rules)
+        }
+
+        /// Connects to `/` and makes the socket live.
+        fn joined(&self) -> Arc<Socket> {
+            let Action::Connect { socket, .. } = self.send("0") else {
+                panic!("no connect");
+            };
+            assert!(self.client.establish(&socket));
+            socket
+        }
+    }
+
+    fn config(authorize: bool) -> Config {
+        Config {
+            namespaces: vec!["/".into()],
+            authorize: if authorize { vec!["/".into()] } else { vec![] },
+            send_queue_packets: 2,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn connects_are_checked_then_decided_once() -> Test {
+        let f = Fixture::new(config(true))?;
+        let Action::Send(refusal) = f.send("0/nope,") else {
+            panic!("an unknown namespace is refused");
+        };
+        assert_eq!(
+            refusal,
+            [Frame::Text(
+                "44/nope,{\"message\":\"Invalid namespace\"}".into()
+            )]
+        );
+        let Action::Connect { socket, authorize } = f.send("0{\"token\":\"t\"}") else {
+            panic!("a connect to /");
+        };
+        assert!(authorize);
+        assert!(matches!(f.send("0"), Action::None), "a repeat while deciding");
+        let request: envelope::ConnectRequest = envelope::decode_owned(&socket.connect_request()?)?;
+        assert_eq!(request.socket.handshake.auth.as_deref(), Some("{\"token\":\"t\"}"));
+        assert_eq!(request.socket.handshake.address, "127.0.0.1");
+        f.client.decided("/");
+        assert!(f.client.establish(&socket));
+        assert!(f.client.joined());
+        assert!(matches!(f.send("0"), Action::None), "already joined");
+        Ok(())
+    }
+
+    #[test]
+    fn events_publish_or_ask_within_the_bound() -> Test {
+        let f = Fixture::new(config(false))?;
+        let socket = f.joined();
+        let Action::Publish { subject, payload } = f.send("2[\"chat\",\"hi\"]") else {
+            panic!("an event without ack is published");
+        };
+        assert_eq!(subject, f.subjects.event("/", "chat"));
+        let event: envelope::Event<'_> = envelope::decode(&payload)?;
+        assert_eq!(event.data, "[\"chat\",\"hi\"]");
+        assert_eq!(event.socket.id, socket.id);
+        let first = f.send("21[\"q\"]");
+        let Action::Ask { ack, .. } = &first else {
+            panic!("an event with ack asks");
+        };
+        assert_eq!(*ack, 1);
+        let second = f.send("22[\"q\"]");
+        assert!(matches!(second, Action::Ask { .. }));
+        assert!(
+            matches!(f.send("23[\"q\"]"), Action::Close(Fault::AckFlood)),
+            "the third wait passes the bound of 2"
+        );
+        drop(first);
+        assert!(matches!(f.send("24[\"q\"]"), Action::Ask { .. }), "an answered one frees its slot");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_packets_end_the_session() -> Test {
+        let f = Fixture::new(config(false))?;
+        assert!(matches!(f.send("2[\"x\"]"), Action::Close(Fault::UnknownNamespace)));
+        assert!(matches!(f.send("9"), Action::Close(Fault::Parse)));
+        let socket = f.joined();
+        assert!(matches!(
+            f.send("1"),
+            Action::Leave(s, DisconnectReason::ClientNamespaceDisconnect) if Arc::ptr_eq(&s, &socket)
+        ));
+        assert!(f.client.remove(&socket));
+        assert!(!f.client.remove(&socket), "once");
+        Ok(())
+    }
+
+    #[test]
+    fn acks_reach_the_emit_waiting_for_them() -> Test {
+        let f = Fixture::new(config(false))?;
+        let socket = f.joined();
+        let (id, mut answer) = socket.expect_ack();
+        assert!(matches!(f.send(&format!("3{id}[\"ok\"]")), Action::None));
+        assert_eq!(answer.try_recv()?.data, "[\"ok\"]");
+        Ok(())
+    }
+
+    #[test]
+    fn namespace_patterns() {
+        assert!(glob("/room-*", "/room-1"));
+        assert!(glob("/room-*", "/room-"));
+        assert!(!glob("/room-*", "/roo"));
+        assert!(glob("*", "/anything"));
+        assert!(glob("/a*b*c", "/a-x-b-y-c"));
+        assert!(!glob("/a*b*c", "/a-x-c"));
+        assert!(glob("/exact", "/exact"));
+        assert!(!glob("/exact", "/exact2"));
+        assert!(glob("/*-*", "/a-b-c"));
+    }
+}

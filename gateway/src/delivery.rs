@@ -1,0 +1,109 @@
+//! Emits in: the `P.room.<ns>.<room>` and `P.ns.<ns>` subscriptions this
+//! gateway holds while it has members there (interest-based delivery), and
+//! the delivery of an emit to its local recipients, framed once and shared
+//! by all of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sio_protocol::engineio;
+use sio_protocol::envelope::{self, Emit, EncodedPacket};
+use tokio::sync::watch;
+
+use crate::node::Node;
+use crate::outbox::Frame;
+use crate::rooms::{Interest, Target};
+use crate::socket::Socket;
+
+/// Puts a socket in `rooms` (and its namespace); resolves once the bus has
+/// the subscriptions this created, so that emits to them reach it.
+pub(crate) fn join(node: &Arc<Node>, socket: &Socket, rooms: &[String]) -> impl Future<Output = ()> + use<> {
+    let ready = node.registry.join(socket, rooms, &|target| interest(node, target));
+    wait_ready(ready)
+}
+
+async fn wait_ready(ready: Vec<watch::Receiver<bool>>) {
+    for mut r in ready {
+        let _ = tokio::time::timeout(Duration::from_secs(5), r.wait_for(|ok| *ok)).await;
+    }
+}
+
+/// Subscribes to a room or namespace subject for as long as the returned
+/// interest lives.
+fn interest(node: &Arc<Node>, target: Target<'_>) -> Interest {
+    let subject = match target {
+        Target::Namespace(ns) => node.subjects.namespace(ns),
+        Target::Room(ns, room) => node.subjects.room(ns, room),
+    };
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let weak = Arc::downgrade(node);
+    let bus = node.bus.clone();
+    let task = tokio::spawn(async move {
+        let mut sub = match bus.subscribe(subject.clone()).await {
+            Ok(sub) => sub,
+            Err(error) => {
+                tracing::error!(%subject, %error, "cannot subscribe");
+                return;
+            }
+        };
+        let _ = bus.flush().await;
+        let _ = ready_tx.send(true);
+        while let Some(message) = sub.next().await {
+            let Some(node) = weak.upgrade() else { return };
+            on_emit(&node, &message.payload);
+        }
+    });
+    Interest::new(task.abort_handle(), ready_rx)
+}
+
+fn on_emit(node: &Arc<Node>, payload: &[u8]) {
+    node.metrics.emits_received.inc();
+    match envelope::decode_owned(payload) {
+        Ok(emit) => deliver_emit(node, &emit),
+        Err(error) => {
+            tracing::error!(%error, "bad emit envelope");
+            node.metrics.drop("bad_envelope");
+        }
+    }
+}
+
+/// Delivers an emit to its local recipients, once per socket even when it
+/// reached this gateway on several subjects.
+pub(crate) fn deliver_emit(node: &Arc<Node>, emit: &Emit) {
+    if emit.rooms.len() > 1 && !node.registry.first_sight(emit.id) {
+        return;
+    }
+    let Some(frames) = packet_frames(node, &emit.packet) else {
+        return;
+    };
+    for socket in node.registry.select(&emit.ns, &emit.rooms, &emit.except) {
+        deliver(node, &socket, &frames, emit.volatile);
+    }
+}
+
+/// Queues an emit's frames for one socket. A volatile emit is dropped for
+/// a client that still has packets waiting.
+pub(crate) fn deliver(node: &Arc<Node>, socket: &Socket, frames: &[Frame], volatile: bool) {
+    if volatile && !socket.session.outbox.is_empty() {
+        node.metrics.drop("volatile");
+        return;
+    }
+    node.send_to(socket, frames);
+    node.metrics.emits_delivered.inc();
+}
+
+/// The Engine.IO frames of a Socket.IO packet encoded by a worker; `None`
+/// (counted) if its text is not UTF-8.
+pub(crate) fn packet_frames(node: &Node, packet: &EncodedPacket) -> Option<Vec<Frame>> {
+    let Ok(text) = engineio::Frame::<String>::message_bytes(&packet.text) else {
+        node.metrics.drop("bad_envelope");
+        return None;
+    };
+    let mut frames = Vec::with_capacity(1 + packet.attachments.len());
+    frames.push(match text {
+        engineio::Frame::Text(text) => Frame::Text(text.into()),
+        engineio::Frame::Binary(data) => Frame::Binary(data),
+    });
+    frames.extend(packet.attachments.iter().cloned().map(Frame::Binary));
+    Some(frames)
+}

@@ -1,0 +1,151 @@
+//! Runs what a client's Socket.IO core decides ([`Action`]): the bus
+//! requests and publishes, the waits and their bounds. This is the seam
+//! the transports hand a session's messages to.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sio_protocol::envelope::{self, AckReply, ConnectReply};
+use sio_protocol::socketio::{Ack, Kind, Packet};
+
+use crate::client::{Action, Asking, Client, error_object};
+use crate::config::ms;
+use crate::delivery;
+use crate::fault::Fault;
+use crate::node::Node;
+use crate::socket::{self, Socket};
+
+/// A message (Socket.IO text) from the client's transport.
+pub(crate) async fn message(node: &Arc<Node>, client: &Arc<Client>, text: &str) {
+    let action = client.message(text, node.rules());
+    run(node, client, action).await;
+}
+
+/// A binary message from the client's transport.
+pub(crate) async fn binary(node: &Arc<Node>, client: &Arc<Client>, data: Bytes) {
+    let action = client.binary(data, node.rules());
+    run(node, client, action).await;
+}
+
+async fn run(node: &Arc<Node>, client: &Arc<Client>, action: Action) {
+    if !matches!(action, Action::None | Action::Close(Fault::Parse)) {
+        node.metrics.packets_in.inc();
+    }
+    match action {
+        Action::None => {}
+        Action::Close(fault) => node.close(&client.session, fault),
+        Action::Send(frames) => node.send(&client.session, frames),
+        Action::Connect { socket, authorize } => connect(node, client, socket, authorize).await,
+        Action::Leave(socket, reason) => node.remove_socket(client, &socket, reason),
+        Action::Publish { subject, payload } => node.publish(subject, payload).await,
+        Action::Ask {
+            socket,
+            ack,
+            subject,
+            payload,
+            slot,
+        } => {
+            let node = node.clone();
+            tokio::spawn(ask(node, socket, ack, subject, payload, slot));
+        }
+    }
+}
+
+async fn connect(node: &Arc<Node>, client: &Arc<Client>, socket: Arc<Socket>, authorize: bool) {
+    let Ok(payload) = socket.connect_request().map(Bytes::from) else {
+        return;
+    };
+    let subject = node.subjects.connect(&socket.ns);
+    if !authorize {
+        establish(node, client, socket, None, Vec::new()).await;
+        node.publish(subject, payload).await;
+        return;
+    }
+    // Reachable by commands while the workers decide, so that what their
+    // connect handler emits is held for after the reply.
+    node.registry.add_socket(socket.clone());
+    // The workers decide; meanwhile the client's other namespaces go on.
+    let node = node.clone();
+    let client = client.clone();
+    tokio::spawn(async move {
+        let timeout = ms(node.config.connect_request_timeout);
+        let reply = node.bus.request(subject, payload, timeout).await;
+        client.decided(&socket.ns);
+        let reply = reply.map_err(|e| e.to_string()).and_then(|b| {
+            envelope::decode_owned::<ConnectReply>(&b).map_err(|e| e.to_string())
+        });
+        match reply {
+            Ok(ConnectReply::Accept { data, rooms }) => {
+                establish(&node, &client, socket, data, rooms).await;
+            }
+            Ok(ConnectReply::Reject { data }) => refuse(&node, &socket, data),
+            Err(error) => {
+                tracing::warn!(ns = %socket.ns, %error, "connect not authorized: no worker answered");
+                node.metrics.drop("connect_unanswered");
+                refuse(&node, &socket, error_object("Server unavailable"));
+            }
+        }
+    });
+}
+
+/// Refuses a pending connect with `data` as the `connect_error`.
+fn refuse(node: &Arc<Node>, socket: &Arc<Socket>, data: String) {
+    node.registry.remove_socket(&socket.id);
+    node.registry.unindex(socket);
+    let refusal = Packet::new(socket.ns.clone(), Kind::ConnectError(data.into()));
+    node.send_packet(&socket.session, &refusal);
+}
+
+/// Makes an accepted socket live and tells the client; what was emitted to
+/// it meanwhile follows the reply.
+async fn establish(
+    node: &Arc<Node>,
+    client: &Arc<Client>,
+    socket: Arc<Socket>,
+    data: Option<String>,
+    rooms: Vec<String>,
+) {
+    if data.is_some() {
+        socket.set_data(data);
+    }
+    if !client.establish(&socket) {
+        node.registry.remove_socket(&socket.id);
+        node.registry.unindex(&socket);
+        return;
+    }
+    node.registry.add_socket(socket.clone());
+    node.metrics.socket_joined(&socket.ns);
+    let ready = delivery::join(node, &socket, &rooms);
+    let reply = serde_json::json!({ "sid": socket.id.to_string() }).to_string();
+    let reply = Packet::new(socket.ns.clone(), Kind::Connect(Some(reply.into())));
+    let frames = socket::frames(&reply);
+    node.send(&socket.session, frames.into_iter().chain(socket.release()));
+    ready.await;
+}
+
+/// Asks the workers for the ack of a client event and sends it to the
+/// client; the slot frees when this ends.
+async fn ask(node: Arc<Node>, socket: Arc<Socket>, ack: u64, subject: String, payload: Bytes, slot: Asking) {
+    let _slot = slot;
+    let started = std::time::Instant::now();
+    let timeout = ms(node.config.ack_timeout);
+    let reply = match node.bus.request(subject.clone(), payload, timeout).await {
+        Ok(bytes) => envelope::decode_owned::<AckReply>(&bytes).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match reply {
+        Ok(reply) => {
+            node.metrics.ack_rtt.observe(started.elapsed().as_secs_f64());
+            let ack = Ack {
+                id: ack,
+                data: reply.data.into(),
+                attachments: (!reply.attachments.is_empty()).then_some(reply.attachments),
+            };
+            node.send_packet(&socket.session, &Packet::new(socket.ns.clone(), Kind::Ack(ack)));
+        }
+        Err(error) => {
+            tracing::debug!(%subject, %error, "event ack not answered");
+            node.metrics.drop("ack_unanswered");
+        }
+    }
+}

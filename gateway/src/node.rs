@@ -1,0 +1,189 @@
+//! The gateway's handles (configuration, bus, metrics, registry, clock,
+//! timer) and the primitive effects every part above uses: queue frames
+//! for a client or a socket, end a session for a fault, take a socket out,
+//! publish.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use sio_bus::Bus;
+use sio_protocol::envelope::DisconnectReason;
+use sio_protocol::id::GatewayId;
+use sio_protocol::socketio::{Kind, Packet};
+use sio_protocol::subject::Subjects;
+
+use crate::client::{Client, Rules};
+use crate::config::{Config, Transport};
+use crate::fault::Fault;
+use crate::metrics::Metrics;
+use crate::outbox::Frame;
+use crate::registry::Registry;
+use crate::session::Session;
+use crate::socket::{self, Hold, Socket};
+use crate::timer::Timer;
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) config: Config,
+    pub(crate) id: GatewayId,
+    pub(crate) subjects: Subjects,
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) metrics: Metrics,
+    pub(crate) registry: Registry,
+    pub(crate) timer: Arc<Timer>,
+    draining: AtomicBool,
+    pub(crate) epoch: tokio::time::Instant,
+}
+
+impl Node {
+    pub(crate) fn new(config: Config, bus: Arc<dyn Bus>, id: GatewayId, subjects: Subjects) -> Self {
+        Self {
+            config,
+            id,
+            subjects,
+            bus,
+            metrics: Metrics::default(),
+            registry: Registry::default(),
+            timer: Arc::default(),
+            draining: AtomicBool::new(false),
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Milliseconds on the gateway's clock (since it started).
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn rules(&self) -> Rules<'_> {
+        Rules {
+            config: &self.config,
+            subjects: &self.subjects,
+            gateway: self.id,
+        }
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// A session's client is served from now on.
+    pub(crate) fn open(&self, client: Arc<Client>, transport: Transport) {
+        self.schedule(&client);
+        self.registry.add_client(client);
+        self.metrics.sessions.inc();
+        self.metrics.connection(transport.as_str(), 1);
+    }
+
+    /// Gives the timer the client's next deadline: its heartbeat, or its
+    /// connectTimeout while it has joined no namespace.
+    pub(crate) fn schedule(&self, client: &Client) {
+        let session = &client.session;
+        let mut at = session.deadline();
+        if !client.joined() {
+            at = at.min(session.opened.saturating_add(self.config.connect_timeout));
+        }
+        if session.arm(at, self.now()) {
+            self.timer.schedule(at, session.sid);
+        }
+    }
+
+    /// Ends a session for `fault`: its sockets leave, workers hear why, and
+    /// whoever serves its transport sends what is queued and closes. The
+    /// one place a session ends.
+    pub(crate) fn close(self: &Arc<Self>, session: &Session, fault: Fault) {
+        if !session.close(fault) {
+            return;
+        }
+        if let Some(label) = fault.metric() {
+            self.metrics.drop(label);
+        }
+        if let Some(client) = self.registry.remove_client(&session.sid) {
+            self.metrics.sessions.dec();
+            self.metrics.connection(session.state().transport.as_str(), -1);
+            for socket in client.sockets() {
+                self.remove_socket(&client, &socket, fault.reason());
+            }
+        }
+        tracing::debug!(sid = %session.sid, %fault, "session closed");
+    }
+
+    /// Queues frames that belong together for a client; cuts it if its
+    /// queue is full.
+    pub(crate) fn send(self: &Arc<Self>, session: &Session, frames: impl IntoIterator<Item = Frame>) {
+        if session.send(frames).is_ok() {
+            self.metrics.packets_out.inc();
+        } else {
+            self.close(session, Fault::SlowConsumer);
+        }
+    }
+
+    pub(crate) fn send_packet(self: &Arc<Self>, session: &Session, packet: &Packet<'_>) {
+        self.send(session, socket::frames(packet));
+    }
+
+    /// Sends to one socket, holding frames back while its connect is
+    /// pending.
+    pub(crate) fn send_to(self: &Arc<Self>, socket: &Socket, frames: &[Frame]) {
+        match socket.hold(frames, self.config.send_queue_packets) {
+            Hold::Send => self.send(&socket.session, frames.iter().cloned()),
+            Hold::Held => {}
+            Hold::Overflow => self.metrics.drop("pending_overflow"),
+        }
+    }
+
+    /// Takes a socket out of its namespace and tells the workers.
+    pub(crate) fn remove_socket(
+        self: &Arc<Self>,
+        client: &Client,
+        socket: &Arc<Socket>,
+        reason: DisconnectReason,
+    ) {
+        if !client.remove(socket) {
+            return;
+        }
+        self.registry.remove_socket(&socket.id);
+        socket.forget_acks();
+        self.metrics.socket_left(&socket.ns);
+        let payload = socket.disconnect(reason);
+        self.registry.unindex(socket);
+        let Ok(payload) = payload else { return };
+        let subject = self.subjects.disconnect(&socket.ns);
+        let node = self.clone();
+        tokio::spawn(async move { node.publish(subject, payload.into()).await });
+    }
+
+    /// Server-side disconnect of one socket (`close`: of its whole client
+    /// connection); the client gets DISCONNECT for each.
+    pub(crate) fn disconnect(self: &Arc<Self>, socket: &Arc<Socket>, close: bool) {
+        let Some(client) = self.registry.client(&socket.session.sid) else {
+            return;
+        };
+        let sockets = if close {
+            client.sockets()
+        } else {
+            vec![socket.clone()]
+        };
+        for s in &sockets {
+            self.send_packet(&s.session, &Packet::new(s.ns.clone(), Kind::Disconnect));
+            self.remove_socket(&client, s, DisconnectReason::ServerNamespaceDisconnect);
+        }
+        if close {
+            self.close(&socket.session, Fault::Forced);
+        }
+    }
+
+    /// Publishes to the bus, counting what could not be sent.
+    pub(crate) async fn publish(&self, subject: String, payload: Bytes) {
+        if let Err(error) = self.bus.publish(subject, payload).await {
+            tracing::warn!(%error, "publish failed");
+            self.metrics.bus_errors.inc();
+            self.metrics.drop("bus_unavailable");
+        }
+    }
+}

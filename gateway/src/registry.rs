@@ -1,0 +1,143 @@
+//! What lives on this gateway: the clients by sid, the sockets by id and
+//! the room index, plus the ids of recent emits (to drop the copies of an
+//! emit that reached it on several subjects). Everything else uses it; it
+//! uses nothing above it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sio_protocol::envelope::EmitId;
+use sio_protocol::id::{Sid, SocketId};
+use tokio::sync::watch;
+
+use crate::client::Client;
+use crate::rooms::{RoomIndex, Subscribe};
+use crate::socket::Socket;
+
+/// Emit ids remembered to drop the copies of an emit sent to several rooms.
+const RECENT_EMITS: usize = 4096;
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    clients: Mutex<HashMap<Sid, Arc<Client>>>,
+    sockets: Mutex<HashMap<SocketId, Arc<Socket>>>,
+    rooms: Mutex<RoomIndex>,
+    recent: Mutex<Recent>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Registry {
+    pub(crate) fn client(&self, sid: &Sid) -> Option<Arc<Client>> {
+        lock(&self.clients).get(sid).cloned()
+    }
+
+    pub(crate) fn clients(&self) -> Vec<Arc<Client>> {
+        lock(&self.clients).values().cloned().collect()
+    }
+
+    pub(crate) fn client_count(&self) -> usize {
+        lock(&self.clients).len()
+    }
+
+    pub(crate) fn add_client(&self, client: Arc<Client>) {
+        lock(&self.clients).insert(client.session.sid, client);
+    }
+
+    pub(crate) fn remove_client(&self, sid: &Sid) -> Option<Arc<Client>> {
+        lock(&self.clients).remove(sid)
+    }
+
+    pub(crate) fn socket(&self, id: &SocketId) -> Option<Arc<Socket>> {
+        lock(&self.sockets).get(id).cloned()
+    }
+
+    pub(crate) fn socket_count(&self) -> usize {
+        lock(&self.sockets).len()
+    }
+
+    pub(crate) fn add_socket(&self, socket: Arc<Socket>) {
+        lock(&self.sockets).insert(socket.id, socket);
+    }
+
+    pub(crate) fn remove_socket(&self, id: &SocketId) {
+        lock(&self.sockets).remove(id);
+    }
+
+    /// The local sockets of `ns` in any of `rooms` (all of `ns` when
+    /// empty) and in none of `except`, each once.
+    pub(crate) fn select(&self, ns: &str, rooms: &[String], except: &[String]) -> Vec<Arc<Socket>> {
+        let ids = lock(&self.rooms).targets(ns, rooms, except);
+        let sockets = lock(&self.sockets);
+        ids.iter().filter_map(|id| sockets.get(id).cloned()).collect()
+    }
+
+    /// Puts a socket in `rooms` of the index; returns the readiness of the
+    /// subscriptions this created.
+    pub(crate) fn join(
+        &self,
+        socket: &Socket,
+        rooms: &[String],
+        subscribe: Subscribe<'_>,
+    ) -> Vec<watch::Receiver<bool>> {
+        let added = socket.add_rooms(rooms);
+        lock(&self.rooms).add(&socket.ns, socket.id, &added, subscribe)
+    }
+
+    pub(crate) fn leave(&self, socket: &Socket, rooms: &[String]) {
+        let removed = socket.remove_rooms(rooms);
+        lock(&self.rooms).leave(&socket.ns, socket.id, &removed);
+    }
+
+    /// Takes a socket out of the index altogether.
+    pub(crate) fn unindex(&self, socket: &Socket) {
+        let rooms = socket.rooms();
+        socket.remove_rooms(&rooms);
+        lock(&self.rooms).remove(&socket.ns, socket.id, &rooms);
+    }
+
+    /// True the first time an emit id is seen.
+    pub(crate) fn first_sight(&self, id: EmitId) -> bool {
+        lock(&self.recent).first(id)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    ids: HashSet<EmitId>,
+    order: VecDeque<EmitId>,
+}
+
+impl Recent {
+    fn first(&mut self, id: EmitId) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_EMITS {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_emits_are_seen_once_and_forgotten_in_order() {
+        let mut recent = Recent::default();
+        assert!(recent.first(EmitId(1)));
+        assert!(!recent.first(EmitId(1)));
+        for i in 2..=RECENT_EMITS as u128 + 1 {
+            assert!(recent.first(EmitId(i)));
+        }
+        assert!(recent.first(EmitId(1)), "the oldest was forgotten");
+        assert!(!recent.first(EmitId(RECENT_EMITS as u128 + 1)));
+    }
+}
