@@ -1,0 +1,85 @@
+//! Scenario 5, many gateways: rooms spread over gateways, and the emits
+//! that reach gateways with no member of their room.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use super::{Bench, Clients, Meter, Row, cpu_per_delivery, dropped, failures, listeners};
+use crate::client::{Control, Transport};
+use crate::server::{Target, emits_received};
+
+impl Bench {
+    /// Scenario 5, many gateways: clients spread evenly over rooms, each room's
+    /// members on one gateway; every room gets `room_messages` emits.
+    /// Counts the emits gateways received for rooms they have no member of.
+    pub(crate) async fn rooms(&self, target: &Target) -> Result<Row, String> {
+        let (clients, rooms, messages) = (
+            self.sizes.fanout_clients,
+            self.sizes.rooms,
+            self.sizes.room_messages,
+        );
+        let running = self.launcher.start(target)?;
+        let counter = Arc::new(AtomicU64::new(0));
+        let specs = listeners(
+            &running,
+            clients,
+            Transport::Websocket,
+            |i| format!("r{}", i % rooms),
+            |i| i % rooms,
+            &counter,
+        );
+        let connected = Clients::connect(specs, 256).await;
+        let control = Control::connect(running.addrs[0]).await?;
+        let is_sio = matches!(target, Target::SioNats { .. });
+        let received_before: u64 = match is_sio {
+            true => running
+                .addrs
+                .iter()
+                .map(|a| emits_received(*a))
+                .sum::<Result<u64, _>>()?,
+            false => 0,
+        };
+        let expected = clients as u64 * u64::from(messages);
+        let meter = Meter::start(&running);
+        let started = Instant::now();
+        for room in 0..rooms {
+            control.fanout(&format!("r{room}"), messages, "rooms");
+        }
+        let last = connected.wait_for(expected, Duration::from_secs(3)).await;
+        let (_, server_cpu, _, bound) = meter.stop(&running, self.threads);
+        let received = connected.received();
+        let reports = connected.finish().await;
+        let seconds = last
+            .saturating_duration_since(started)
+            .as_secs_f64()
+            .max(1e-6);
+        let mut row = self.row(
+            "rooms",
+            target,
+            format!("{clients} clients, {rooms} rooms × {messages}"),
+        );
+        row.generator_bound = bound;
+        row.metrics = vec![
+            ("deliveries_per_s".into(), received as f64 / seconds),
+            cpu_per_delivery(server_cpu, received),
+            dropped(expected, received),
+        ];
+        if is_sio {
+            let after: u64 = running
+                .addrs
+                .iter()
+                .map(|a| emits_received(*a))
+                .sum::<Result<u64, _>>()?;
+            // Each room lives on one gateway: every emit should reach
+            // exactly one.
+            let emits = rooms as u64 * u64::from(messages);
+            row.metrics.push((
+                "emits_to_non_members".into(),
+                (after - received_before).saturating_sub(emits) as f64,
+            ));
+        }
+        failures(&reports, &mut row.notes);
+        Ok(row)
+    }
+}
