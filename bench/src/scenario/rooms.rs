@@ -33,11 +33,7 @@ impl Bench {
         let control = Control::connect(running.addrs[0]).await?;
         let is_sio = matches!(target, Target::SioNats { .. });
         let received_before: u64 = match is_sio {
-            true => running
-                .addrs
-                .iter()
-                .map(|a| emits_received(*a))
-                .sum::<Result<u64, _>>()?,
+            true => emits_received(&running.addrs).await?,
             false => 0,
         };
         let expected = clients as u64 * u64::from(messages);
@@ -66,11 +62,7 @@ impl Bench {
             dropped(expected, received),
         ];
         if is_sio {
-            let after: u64 = running
-                .addrs
-                .iter()
-                .map(|a| emits_received(*a))
-                .sum::<Result<u64, _>>()?;
+            let after = emits_received(&running.addrs).await?;
             // Each room lives on one gateway: every emit should reach
             // exactly one.
             let emits = rooms as u64 * u64::from(messages);
