@@ -1,11 +1,9 @@
 //! Scenario 1, idle connections: what each costs the server in memory,
 //! and how fast they connect.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use super::{Bench, Clients, Meter, Row, failures, listeners, percentile};
+use super::{Bench, Clients, Meter, Row, failures, percentile};
 use crate::client::Transport;
 use crate::server::Target;
 
@@ -21,10 +19,8 @@ impl Bench {
         let running = self.launcher.start(target)?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = running.front_rss();
-        let counter = Arc::new(AtomicU64::new(0));
-        let specs = listeners(&running, n, transport, |_| "idle".into(), |i| i, &counter);
         let meter = Meter::start(&running);
-        let clients = Clients::connect(specs, 256).await;
+        let clients = Clients::listen(&running, n, transport, |_| "idle".into(), |i| i).await;
         let (_, _, _, bound) = meter.stop(&running, self.threads);
         let connect_seconds = clients.connect_seconds;
         tokio::time::sleep(Duration::from_secs(2)).await;

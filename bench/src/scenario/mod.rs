@@ -214,24 +214,50 @@ impl Clients {
     }
 }
 
-fn listeners(
-    running: &Running,
-    n: usize,
-    transport: Transport,
-    room: impl Fn(usize) -> String,
-    gateway: impl Fn(usize) -> usize,
-    counter: &Arc<AtomicU64>,
-) -> Vec<Spec> {
-    (0..n)
-        .map(|i| Spec {
+impl Clients {
+    /// Connects `n` listeners to `running`: client `i` in room `room(i)`,
+    /// on the server `gateway(i)` (modulo how many there are).
+    async fn listen(
+        running: &Running,
+        n: usize,
+        transport: Transport,
+        room: impl Fn(usize) -> String,
+        gateway: impl Fn(usize) -> usize,
+    ) -> Self {
+        let counter = Arc::new(AtomicU64::new(0));
+        let specs = (0..n).map(|i| Spec {
             server: running.addrs[gateway(i) % running.addrs.len()],
             source: source(i),
             transport,
             room: Some(room(i)),
             role: Role::Listen,
             counter: counter.clone(),
-        })
-        .collect()
+        });
+        Self::connect(specs, 256).await
+    }
+}
+
+/// The end of a fan-out: what the listeners received, and what it cost.
+struct Delivered {
+    /// When the last delivery arrived.
+    last: Instant,
+    received: u64,
+    server_cpu: f64,
+    front_cpu: f64,
+    generator_bound: bool,
+    reports: Vec<Report>,
+}
+
+impl Delivered {
+    /// The `deliveries_per_s` metric, from `started` to the last delivery.
+    fn per_s(&self, started: Instant) -> (String, f64) {
+        let seconds = self
+            .last
+            .saturating_duration_since(started)
+            .as_secs_f64()
+            .max(1e-6);
+        ("deliveries_per_s".into(), self.received as f64 / seconds)
+    }
 }
 
 /// Latencies of all reports, sorted.
@@ -284,6 +310,30 @@ impl Meter {
 }
 
 impl Bench {
+    /// Waits until `expected` deliveries arrived (or none for `quiet`),
+    /// then stops `meter` and the clients.
+    async fn delivered(
+        &self,
+        running: &Running,
+        clients: Clients,
+        meter: &Meter,
+        expected: u64,
+        quiet: Duration,
+    ) -> Delivered {
+        let last = clients.wait_for(expected, quiet).await;
+        let (_, server_cpu, front_cpu, generator_bound) = meter.stop(running, self.threads);
+        let received = clients.received();
+        let reports = clients.finish().await;
+        Delivered {
+            last,
+            received,
+            server_cpu,
+            front_cpu,
+            generator_bound,
+            reports,
+        }
+    }
+
     fn row(&self, scenario: &'static str, target: &Target, params: String) -> Row {
         Row {
             scenario,

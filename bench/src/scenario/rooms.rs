@@ -1,11 +1,9 @@
 //! Scenario 5, many gateways: rooms spread over gateways, and the emits
 //! that reach gateways with no member of their room.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use super::{Bench, Clients, Meter, Row, cpu_per_delivery, dropped, failures, listeners};
+use super::{Bench, Clients, Meter, Row, cpu_per_delivery, dropped, failures};
 use crate::client::{Control, Transport};
 use crate::server::{Target, emits_received};
 
@@ -20,16 +18,14 @@ impl Bench {
             self.sizes.room_messages,
         );
         let running = self.launcher.start(target)?;
-        let counter = Arc::new(AtomicU64::new(0));
-        let specs = listeners(
+        let connected = Clients::listen(
             &running,
             clients,
             Transport::Websocket,
             |i| format!("r{}", i % rooms),
             |i| i % rooms,
-            &counter,
-        );
-        let connected = Clients::connect(specs, 256).await;
+        )
+        .await;
         let control = Control::connect(running.addrs[0]).await?;
         let is_sio = matches!(target, Target::SioNats { .. });
         let received_before: u64 = match is_sio {
@@ -42,24 +38,20 @@ impl Bench {
         for room in 0..rooms {
             control.fanout(&format!("r{room}"), messages, "rooms");
         }
-        let last = connected.wait_for(expected, Duration::from_secs(3)).await;
-        let (_, server_cpu, _, bound) = meter.stop(&running, self.threads);
-        let received = connected.received();
-        let reports = connected.finish().await;
-        let seconds = last
-            .saturating_duration_since(started)
-            .as_secs_f64()
-            .max(1e-6);
+        let quiet = Duration::from_secs(3);
+        let d = self
+            .delivered(&running, connected, &meter, expected, quiet)
+            .await;
         let mut row = self.row(
             "rooms",
             target,
             format!("{clients} clients, {rooms} rooms × {messages}"),
         );
-        row.generator_bound = bound;
+        row.generator_bound = d.generator_bound;
         row.metrics = vec![
-            ("deliveries_per_s".into(), received as f64 / seconds),
-            cpu_per_delivery(server_cpu, received),
-            dropped(expected, received),
+            d.per_s(started),
+            cpu_per_delivery(d.server_cpu, d.received),
+            dropped(expected, d.received),
         ];
         if is_sio {
             let after = emits_received(&running.addrs).await?;
@@ -71,7 +63,7 @@ impl Bench {
                 (after - received_before).saturating_sub(emits) as f64,
             ));
         }
-        failures(&reports, &mut row.notes);
+        failures(&d.reports, &mut row.notes);
         Ok(row)
     }
 }
