@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use sio_tests::raw::http::Connection;
+use sio_tests::raw::packet::{self, engine};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -70,8 +71,8 @@ pub(crate) struct Report {
 fn on_packet(text: &str, auth: &str, report: &mut Report) -> (Option<String>, bool) {
     let bytes = text.as_bytes();
     match bytes.first() {
-        Some(b'0') => (Some(format!("40{auth}")), false),
-        Some(b'2') => (Some("3".into()), false),
+        Some(b'0') => (Some(packet::connect("/", auth)), false),
+        Some(b'2') => (Some(packet::PONG.into()), false),
         Some(b'4') => match bytes.get(1) {
             Some(b'0') => (None, true),
             Some(b'2') => {
@@ -162,7 +163,7 @@ async fn websocket(
     let stream = tcp(spec.server, spec.source)
         .await
         .map_err(|e| e.to_string())?;
-    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", spec.server);
+    let url = packet::ws_url(spec.server, packet::WEBSOCKET);
     // Small buffers: the generator must stay lighter than the servers.
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -234,77 +235,23 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// The largest polling response the generator reads.
-const MAX_BODY: usize = 16 << 20;
-
-/// A keep-alive HTTP/1.1 connection for polling requests.
-struct Http {
-    stream: BufReader<TcpStream>,
-    host: String,
-}
-
-impl Http {
-    /// One header line, of at most 8 KiB.
-    async fn line(&mut self, line: &mut String) -> Result<(), String> {
-        (&mut self.stream)
-            .take(8 * 1024)
-            .read_line(line)
-            .await
-            .map_err(|e| e.to_string())?;
-        match line.ends_with('\n') {
-            true => Ok(()),
-            false => Err("a header line over 8 KiB, or the connection closed".into()),
-        }
+/// One polling request on `http`: the body of a 200 response.
+async fn request(
+    http: &mut Connection,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<String, String> {
+    const TEXT: [(&str, &str); 1] = [("Content-Type", "text/plain;charset=UTF-8")];
+    let (status, body) = http
+        .request(method, path, &TEXT, body.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = String::from_utf8(body).map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("HTTP {status}: {body}"));
     }
-
-    async fn request(&mut self, method: &str, path: &str, body: &str) -> Result<String, String> {
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
-        );
-        let stream = self.stream.get_mut();
-        stream
-            .write_all(format!("{head}{body}").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.line(&mut line).await?;
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.line(&mut line).await?;
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().map_err(|_| "bad content-length")?;
-                }
-            }
-        }
-        // A response larger than any payload the bench asks for is a
-        // broken server, not something to allocate for.
-        if length > MAX_BODY {
-            return Err(format!("a {length}-byte response"));
-        }
-        let mut body = vec![0; length];
-        self.stream
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| e.to_string())?;
-        let body = String::from_utf8(body).map_err(|e| e.to_string())?;
-        if status != "200" {
-            return Err(format!("HTTP {status}: {body}"));
-        }
-        Ok(body)
-    }
+    Ok(body)
 }
 
 /// Long-polling on one connection, used in turn for the GET and the
@@ -319,33 +266,27 @@ async fn polling(
     let stream = tcp(spec.server, spec.source)
         .await
         .map_err(|e| e.to_string())?;
-    let mut http = Http {
-        stream: BufReader::with_capacity(16 * 1024, stream),
-        host: spec.server.to_string(),
-    };
-    let handshake = http
-        .request("GET", "/socket.io/?EIO=4&transport=polling", "")
-        .await?;
-    let sid = handshake
-        .split(r#""sid":""#)
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .ok_or_else(|| format!("no sid in {handshake}"))?
-        .to_owned();
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let mut http = Connection::new(stream, spec.server.to_string());
+    let handshake = request(&mut http, "GET", &engine(packet::POLLING), "").await?;
+    let open = packet::open(&handshake);
+    let sid = open
+        .as_ref()
+        .and_then(packet::sid)
+        .ok_or_else(|| format!("no sid in {handshake}"))?;
+    let path = engine(&packet::polling_query(sid));
     let auth = auth(spec.room.as_deref());
-    http.request("POST", &path, &format!("40{auth}")).await?;
+    request(&mut http, "POST", &path, &packet::connect("/", &auth)).await?;
     let mut connected = false;
     loop {
-        let poll = http.request("GET", &path, "");
+        let poll = request(&mut http, "GET", &path, "");
         let payload = tokio::select! {
             payload = poll => payload?,
             _ = stop.changed() => return Ok(()),
         };
         let mut answers = Vec::new();
         let seen_before = report.received;
-        for packet in payload.split('\u{1e}') {
-            let (answer, now_joined) = on_packet(packet, &auth, report);
+        for text in payload.split(packet::SEPARATOR) {
+            let (answer, now_joined) = on_packet(text, &auth, report);
             answers.extend(answer.filter(|a| !a.starts_with("40")));
             if now_joined && !connected {
                 connected = true;
@@ -358,7 +299,7 @@ async fn polling(
             std::sync::atomic::Ordering::Relaxed,
         );
         if !answers.is_empty() {
-            http.request("POST", &path, &answers.join("\u{1e}")).await?;
+            request(&mut http, "POST", &path, &answers.join(packet::SEPARATOR)).await?;
         }
         if *stop.borrow() {
             return Ok(());
@@ -378,7 +319,7 @@ impl Control {
         let stream = tcp(server, IpAddr::from([127, 0, 0, 1]))
             .await
             .map_err(|e| e.to_string())?;
-        let url = format!("ws://{server}/socket.io/?EIO=4&transport=websocket");
+        let url = packet::ws_url(server, packet::WEBSOCKET);
         let (ws, _) = tokio_tungstenite::client_async(url, stream)
             .await
             .map_err(|e| e.to_string())?;

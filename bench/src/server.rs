@@ -2,10 +2,14 @@
 //! CPU every server-side process used is read from `/proc/<pid>/stat`.
 
 use std::io::{BufRead as _, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use sio_tests::NatsServer;
+use sio_tests::process::Launch;
+use sio_tests::raw::http::{fetch, metric_value};
 
 /// A server set: sio-nats (gateways, nats-server, a worker) or a peer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -43,10 +47,12 @@ impl Target {
 pub(crate) struct Running {
     /// Where clients connect (one per gateway or process).
     pub(crate) addrs: Vec<SocketAddr>,
-    /// Every server-side process, by role.
+    /// Every server-side process but nats-server, by role.
     pub(crate) processes: Vec<(String, Child)>,
-    /// Index in `processes` of the processes clients connect to.
-    pub(crate) front: Vec<usize>,
+    /// The nats-server, if the set has one (killed after the others).
+    pub(crate) nats: Option<NatsServer>,
+    /// Process ids of the processes clients connect to.
+    pub(crate) front: Vec<u32>,
 }
 
 impl Drop for Running {
@@ -72,24 +78,20 @@ impl Running {
     pub(crate) fn cpu(&self) -> f64 {
         self.processes
             .iter()
-            .map(|(_, c)| cpu_seconds(c.id()))
+            .map(|(_, c)| c.id())
+            .chain(self.nats.as_ref().and_then(NatsServer::pid))
+            .map(cpu_seconds)
             .sum()
     }
 
     /// CPU seconds of the processes clients connect to (the gateways).
     pub(crate) fn front_cpu(&self) -> f64 {
-        self.front
-            .iter()
-            .map(|&i| cpu_seconds(self.processes[i].1.id()))
-            .sum()
+        self.front.iter().map(|&pid| cpu_seconds(pid)).sum()
     }
 
     /// Resident memory (KiB) of the processes clients connect to.
     pub(crate) fn front_rss(&self) -> u64 {
-        self.front
-            .iter()
-            .filter_map(|&i| rss_kib(self.processes[i].1.id()))
-            .sum()
+        self.front.iter().filter_map(|&pid| rss_kib(pid)).sum()
     }
 }
 
@@ -147,10 +149,7 @@ fn cpu_count(list: &str) -> usize {
 }
 
 fn free_port() -> Result<u16, String> {
-    Ok(TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port())
+    sio_tests::process::free_port().map_err(|e| e.to_string())
 }
 
 /// How processes are started: binaries, the repository, CPU pinning.
@@ -165,19 +164,27 @@ pub(crate) struct Launcher {
 }
 
 impl Launcher {
-    fn command(&self, program: impl AsRef<Path>) -> Command {
+    /// Under `taskset` when pinning.
+    fn launch(&self) -> Launch {
         match &self.cpus {
             Some(cpus) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", cpus]).arg(program.as_ref());
                 // As many runtime threads as the CPUs they may use: more
                 // only adds context switches (tokio and Go read these).
                 let n = cpu_count(cpus).to_string();
-                c.env("TOKIO_WORKER_THREADS", &n).env("GOMAXPROCS", &n);
-                c
+                Launch {
+                    under: vec!["taskset".into(), "-c".into(), cpus.into()],
+                    env: vec![
+                        ("TOKIO_WORKER_THREADS".into(), n.clone()),
+                        ("GOMAXPROCS".into(), n),
+                    ],
+                }
             }
-            None => Command::new(program.as_ref()),
+            None => Launch::default(),
         }
+    }
+
+    fn command(&self, program: impl AsRef<Path>) -> Command {
+        self.launch().command(program.as_ref())
     }
 
     /// Spawns and waits for a stdout line containing `ready`.
@@ -223,19 +230,8 @@ impl Launcher {
     }
 
     /// Starts a nats-server on a free port.
-    fn nats(&self, running: &mut Running) -> Result<SocketAddr, String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let mut nats = self.command("nats-server");
-        nats.args(["-a", "127.0.0.1", "-p", &addr.port().to_string()]);
-        let nats = nats
-            .current_dir(&self.root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("nats-server: {e} (apt-get install -y nats-server)"))?;
-        running.processes.push(("nats-server".into(), nats));
-        Self::wait_port(addr)?;
-        Ok(addr)
+    fn nats(&self) -> Result<NatsServer, String> {
+        NatsServer::start_with(self.launch()).map_err(|e| e.to_string())
     }
 
     /// Starts `target`.
@@ -243,25 +239,29 @@ impl Launcher {
         let mut running = Running {
             addrs: Vec::new(),
             processes: Vec::new(),
+            nats: None,
             front: Vec::new(),
         };
         match target {
             Target::Nats => {
-                let addr = self.nats(&mut running)?;
-                running.front.push(0);
-                running.addrs.push(addr);
+                let nats = self.nats()?;
+                running.front.extend(nats.pid());
+                running.addrs.push(nats.addr());
+                running.nats = Some(nats);
             }
             Target::WsEcho => {
                 let port = free_port()?;
                 let mut echo = self.command(&self.exe);
                 echo.args(["ws-echo", &format!("127.0.0.1:{port}")]);
                 let echo = self.spawn(echo, "listening")?;
-                running.front.push(0);
+                running.front.push(echo.id());
                 running.processes.push(("ws-echo".into(), echo));
                 running.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
             }
             Target::SioNats { gateways } => {
-                let url = format!("nats://{}", self.nats(&mut running)?);
+                let nats = self.nats()?;
+                let url = nats.url();
+                running.nats = Some(nats);
                 for _ in 0..*gateways {
                     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
                     let mut gw = self.command(&self.exe);
@@ -276,7 +276,7 @@ impl Launcher {
                         .stderr(Stdio::null())
                         .spawn()
                         .map_err(|e| format!("sio-gateway: {e}"))?;
-                    running.front.push(running.processes.len());
+                    running.front.push(gw.id());
                     running.processes.push(("sio-gateway".into(), gw));
                     Self::wait_port(addr)?;
                     running.addrs.push(addr);
@@ -306,7 +306,7 @@ impl Launcher {
                         node.env("REDIS_URL", url);
                     }
                     let node = self.spawn(node, "listening")?;
-                    running.front.push(running.processes.len());
+                    running.front.push(node.id());
                     running.processes.push(("node".into(), node));
                     running.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
                 }
@@ -320,7 +320,7 @@ impl Launcher {
                     peer.env("SIOX_BUFFER", b.to_string());
                 }
                 let peer = self.spawn(peer, "listening")?;
-                running.front.push(running.processes.len());
+                running.front.push(peer.id());
                 running.processes.push(("socketioxide".into(), peer));
                 running.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
             }
@@ -329,19 +329,16 @@ impl Launcher {
     }
 }
 
-/// The gateway counter `sio_gateway_emits_received_total` at `addr`.
-pub(crate) fn emits_received(addr: SocketAddr) -> Result<u64, String> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("sio_gateway_emits_received_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| "no sio_gateway_emits_received_total".into())
+/// The gateway counter `sio_gateway_emits_received_total`, summed over
+/// the gateways at `addrs`.
+pub(crate) async fn emits_received(addrs: &[SocketAddr]) -> Result<u64, String> {
+    const NAME: &str = "sio_gateway_emits_received_total";
+    let mut sum = 0;
+    for addr in addrs {
+        let response = fetch(*addr, "GET", "/metrics", &[], b"")
+            .await
+            .map_err(|e| e.to_string())?;
+        sum += metric_value(&response.text(), NAME).ok_or_else(|| format!("no {NAME}"))?;
+    }
+    Ok(sum)
 }

@@ -1,10 +1,12 @@
 //! A real `nats-server` per test: started on a free loopback port with its
 //! own temporary directory, killed (and the directory removed) on drop.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::process::{Launch, free_port};
 
 /// Where to look for the binary, after `$NATS_SERVER`.
 const CANDIDATES: [&str; 3] = [
@@ -22,6 +24,8 @@ pub struct NatsServer {
     binary: PathBuf,
     /// For a cluster node: the `deploy/nats/cluster.conf` environment.
     cluster_env: Vec<(String, String)>,
+    /// What the binary runs under, if anything.
+    launch: Launch,
 }
 
 /// The harness could not provide a server.
@@ -53,14 +57,16 @@ fn find_binary() -> Result<PathBuf, HarnessError> {
         .ok_or(HarnessError::NotInstalled)
 }
 
-fn free_port() -> Result<u16, HarnessError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts clients.
     pub fn start() -> Result<Self, HarnessError> {
-        Self::start_node(free_port()?, Vec::new())
+        Self::start_with(Launch::default())
+    }
+
+    /// Starts a server on a free port under `launch` (e.g. pinned to
+    /// some CPUs) and waits until it accepts clients.
+    pub fn start_with(launch: Launch) -> Result<Self, HarnessError> {
+        Self::start_node(free_port()?, Vec::new(), launch)
     }
 
     /// Starts the nodes of an `n`-server cluster configured by the
@@ -71,7 +77,10 @@ impl NatsServer {
         let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
         let routes = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
         (0..n)
-            .map(|i| Self::start_node(ports[i], Self::cluster_env(i, &ports, &routes)))
+            .map(|i| {
+                let env = Self::cluster_env(i, &ports, &routes);
+                Self::start_node(ports[i], env, Launch::default())
+            })
             .collect()
     }
 
@@ -100,7 +109,11 @@ impl NatsServer {
         find_binary()
     }
 
-    fn start_node(port: u16, cluster_env: Vec<(String, String)>) -> Result<Self, HarnessError> {
+    fn start_node(
+        port: u16,
+        cluster_env: Vec<(String, String)>,
+        launch: Launch,
+    ) -> Result<Self, HarnessError> {
         let dir = std::env::temp_dir().join(format!("sio-nats-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let mut server = Self {
@@ -109,13 +122,14 @@ impl NatsServer {
             dir,
             binary: find_binary()?,
             cluster_env,
+            launch,
         };
         server.spawn()?;
         Ok(server)
     }
 
     fn spawn(&mut self) -> Result<(), HarnessError> {
-        let mut command = Command::new(&self.binary);
+        let mut command = self.launch.command(&self.binary);
         if self.cluster_env.is_empty() {
             command.args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string()]);
         } else {
@@ -141,6 +155,16 @@ impl NatsServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(HarnessError::NotReady(self.addr))
+    }
+
+    /// The process id while the server runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `nats://127.0.0.1:<port>`.

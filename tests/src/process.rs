@@ -1,8 +1,9 @@
 //! Child processes for the deployment tests: gateways, workers, Node
 //! clients. Killed on drop; their stdout lines can be awaited.
 
+use std::ffi::OsString;
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -135,10 +136,38 @@ pub async fn ready(addr: SocketAddr) {
     }
 }
 
+/// A free loopback port for a server.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// A free loopback address for a server.
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()))
+}
+
+/// How a program is run: directly, or under another one (such as
+/// `taskset -c 1`) with extra environment.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// The program and arguments to put before the program run.
+    pub under: Vec<OsString>,
+    /// Added to the environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl Launch {
+    /// The command that runs `program` this way.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = match self.under.split_first() {
+            Some((wrapper, args)) => {
+                let mut c = Command::new(wrapper);
+                c.args(args).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        command.envs(self.env.iter().cloned());
+        command
+    }
 }

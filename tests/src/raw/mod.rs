@@ -1,39 +1,25 @@
 //! Raw wire clients: HTTP/1.1 over a TCP stream and websocket frames, so
-//! tests control every byte a client sends.
+//! tests control every byte a client sends. [`http`] and [`packet`] are the
+//! parts the load generator (`sio-bench`) uses too; the rest is the tests'
+//! convenience on top: panics instead of errors, waits bounded by [`WAIT`].
+
+pub mod http;
+pub mod packet;
+
+pub use http::Response;
+pub use packet::engine;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(5);
-
-/// An HTTP response, read to the end of the connection.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// Sends one request (`Connection: close`) and reads the whole response.
 pub async fn http(
@@ -43,90 +29,17 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut request =
-        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(request.as_bytes()).await.expect("write");
-    stream.write_all(body).await.expect("write body");
-    let mut raw = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+    tokio::time::timeout(WAIT, http::fetch(addr, method, target, headers, body))
         .await
         .expect("response in time")
-        .expect("read");
-    parse(&raw)
+        .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
 }
 
 /// One value of the gateway's `/metrics` at `addr`, e.g.
 /// `sio_gateway_sessions`.
 pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
     let text = http(addr, "GET", "/metrics", &[], b"").await.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-}
-
-fn parse(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .expect("status line")
-        .split(' ')
-        .nth(1)
-        .expect("status")
-        .parse()
-        .expect("status code");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size");
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&data[..line_end]).expect("hex").trim(),
-            16,
-        )
-        .expect("hex size");
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
-/// The Engine.IO endpoint with a query.
-pub fn engine(query: &str) -> String {
-    format!("/socket.io/?{query}")
+    http::metric_value(&text, name).unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 /// A polling session.
@@ -141,17 +54,16 @@ pub struct Polling {
 impl Polling {
     /// Opens a session over polling and checks the open packet.
     pub async fn open(addr: SocketAddr) -> Self {
-        let r = http(addr, "GET", &engine("EIO=4&transport=polling"), &[], b"").await;
+        let r = http(addr, "GET", &engine(packet::POLLING), &[], b"").await;
         assert_eq!(r.status, 200, "{}", r.text());
         let text = r.text();
-        let json = text.strip_prefix('0').expect("open packet");
-        let open: serde_json::Value = serde_json::from_str(json).expect("handshake JSON");
-        let sid = open["sid"].as_str().expect("sid").to_owned();
+        let open = packet::open(&text).expect("open packet with handshake JSON");
+        let sid = packet::sid(&open).expect("sid").to_owned();
         Self { addr, sid, open }
     }
 
     pub fn query(&self) -> String {
-        format!("EIO=4&transport=polling&sid={}", self.sid)
+        packet::polling_query(&self.sid)
     }
 
     pub async fn get(&self) -> Response {
@@ -181,7 +93,7 @@ pub struct Ws {
 impl Ws {
     /// Connects with `query` (e.g. `EIO=4&transport=websocket`).
     pub async fn connect(addr: SocketAddr, query: &str) -> Self {
-        let (stream, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{}", engine(query)))
+        let (stream, _) = tokio_tungstenite::connect_async(packet::ws_url(addr, query))
             .await
             .expect("websocket");
         Self { stream }
@@ -189,25 +101,20 @@ impl Ws {
 
     /// A new session directly on websocket; returns it and the handshake.
     pub async fn open(addr: SocketAddr) -> (Self, serde_json::Value) {
-        let mut ws = Self::connect(addr, "EIO=4&transport=websocket").await;
+        let mut ws = Self::connect(addr, packet::WEBSOCKET).await;
         let text = ws.text().await;
-        let open = serde_json::from_str(text.strip_prefix('0').expect("open packet"))
-            .expect("handshake JSON");
+        let open = packet::open(&text).expect("open packet with handshake JSON");
         (ws, open)
     }
 
     /// A new session joined to `nsp` ("/" or "/name"); returns the socket id.
     pub async fn joined(addr: SocketAddr, nsp: &str) -> (Self, String) {
         let (mut ws, _) = Self::open(addr).await;
-        let prefix = if nsp == "/" {
-            String::new()
-        } else {
-            format!("{nsp},")
-        };
-        ws.send(&format!("40{prefix}")).await;
+        let connect = packet::connect(nsp, "");
+        ws.send(&connect).await;
         let reply = ws.text().await;
         let json = reply
-            .strip_prefix(&format!("40{prefix}"))
+            .strip_prefix(&connect)
             .unwrap_or_else(|| panic!("connect reply {reply:?}"));
         let v: serde_json::Value = serde_json::from_str(json).expect("connect JSON");
         (ws, v["sid"].as_str().expect("sid").to_owned())
@@ -241,7 +148,9 @@ impl Ws {
                 .await
                 .expect("a frame in time");
             match message {
-                Some(Ok(Message::Text(t))) if t.as_str() == "2" => self.send("3").await,
+                Some(Ok(Message::Text(t))) if t.as_str() == packet::PING => {
+                    self.send(packet::PONG).await
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(m)) => return Some(m),
@@ -283,7 +192,9 @@ impl Ws {
         loop {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) => return None,
-                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "2" => self.send("3").await,
+                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == packet::PING => {
+                    self.send(packet::PONG).await
+                }
                 Ok(Some(Ok(Message::Text(t)))) => return Some(t.as_str().to_owned()),
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
                 Ok(other) => panic!("expected a text frame, got {other:?}"),
@@ -297,7 +208,9 @@ impl Ws {
         loop {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
                 Err(_) => return true,
-                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "2" => self.send("3").await,
+                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == packet::PING => {
+                    self.send(packet::PONG).await
+                }
                 Ok(_) => return false,
             }
         }
