@@ -18,6 +18,7 @@
 mod memory;
 mod nats;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,8 +37,11 @@ pub struct Message {
     pub payload: Bytes,
 }
 
-/// What can go wrong on the bus.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// What can go wrong on the bus. Failures of the NATS client keep its
+/// error as their [`source`](std::error::Error::source); as elsewhere in
+/// sio-nats, the message repeats the cause so that printing the error
+/// alone says what happened.
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("nobody is subscribed to {0}")]
     NoResponders(String),
@@ -47,8 +51,52 @@ pub enum Error {
     Closed,
     #[error("invalid subject {0:?}")]
     InvalidSubject(String),
-    #[error("bus error: {0}")]
-    Other(String),
+    /// [`NatsBus::connect`] was given no server URL.
+    #[error("no NATS URL given")]
+    NoUrl,
+    /// A server URL that does not parse.
+    #[error("NATS URL {url:?}: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `.creds` file could not be read or parsed.
+    #[error("NATS credentials {}: {source}", path.display())]
+    Credentials {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The NATS client failed at `operation`; `source` is its error.
+    #[error("NATS {operation}: {source}")]
+    Nats {
+        operation: Operation,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The NATS client call an [`Error::Nats`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Connect,
+    Publish,
+    Subscribe,
+    Request,
+    Flush,
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "connect",
+            Self::Publish => "publish",
+            Self::Subscribe => "subscribe",
+            Self::Request => "request",
+            Self::Flush => "flush",
+        })
+    }
 }
 
 /// Whether the bus can carry messages right now.

@@ -9,7 +9,7 @@ use async_nats::{ConnectOptions, ServerAddr};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
-use crate::{Bus, Error, State, Subscription};
+use crate::{Bus, Error, Operation, State, Subscription};
 
 /// How to reach and authenticate to NATS.
 #[derive(Debug, Clone, Default)]
@@ -50,12 +50,14 @@ impl NatsBus {
             .urls
             .iter()
             .map(|u| {
-                u.parse::<ServerAddr>()
-                    .map_err(|e| Error::Other(format!("NATS URL {u:?}: {e}")))
+                u.parse::<ServerAddr>().map_err(|source| Error::Url {
+                    url: u.clone(),
+                    source,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if addrs.is_empty() {
-            return Err(Error::Other("no NATS URL given".into()));
+            return Err(Error::NoUrl);
         }
         let mut opts = ConnectOptions::new().retry_on_initial_connect();
         if let Some(name) = &options.name {
@@ -74,7 +76,10 @@ impl NatsBus {
             opts = opts
                 .credentials_file(path)
                 .await
-                .map_err(|e| Error::Other(format!("credentials {}: {e}", path.display())))?;
+                .map_err(|source| Error::Credentials {
+                    path: path.clone(),
+                    source,
+                })?;
         }
         if options.tls {
             opts = opts.require_tls(true);
@@ -88,7 +93,7 @@ impl NatsBus {
         let client = opts
             .connect(addrs)
             .await
-            .map_err(|e| Error::Other(e.to_string()))?;
+            .map_err(nats(Operation::Connect))?;
         Ok(Self { client })
     }
 
@@ -98,13 +103,25 @@ impl NatsBus {
     }
 }
 
-fn other(e: impl std::fmt::Display) -> Error {
-    Error::Other(e.to_string())
+/// Wraps an error of the NATS client, for `map_err`.
+fn nats<E>(operation: Operation) -> impl FnOnce(E) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |source| Error::Nats {
+        operation,
+        source: Box::new(source),
+    }
 }
 
 impl Bus for NatsBus {
     fn publish(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move { self.client.publish(subject, payload).await.map_err(other) })
+        Box::pin(async move {
+            self.client
+                .publish(subject, payload)
+                .await
+                .map_err(nats(Operation::Publish))
+        })
     }
 
     fn publish_with_reply(
@@ -117,13 +134,17 @@ impl Bus for NatsBus {
             self.client
                 .publish_with_reply(subject, reply, payload)
                 .await
-                .map_err(other)
+                .map_err(nats(Operation::Publish))
         })
     }
 
     fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, Error>> {
         Box::pin(async move {
-            let sub = self.client.subscribe(subject).await.map_err(other)?;
+            let sub = self
+                .client
+                .subscribe(subject)
+                .await
+                .map_err(nats(Operation::Subscribe))?;
             Ok(Subscription::nats(sub))
         })
     }
@@ -138,7 +159,7 @@ impl Bus for NatsBus {
                 .client
                 .queue_subscribe(subject, group)
                 .await
-                .map_err(other)?;
+                .map_err(nats(Operation::Subscribe))?;
             Ok(Subscription::nats(sub))
         })
     }
@@ -159,7 +180,7 @@ impl Bus for NatsBus {
                 Err(e) => Err(match e.kind() {
                     Kind::NoResponders => Error::NoResponders(subject),
                     Kind::TimedOut => Error::Timeout(timeout),
-                    Kind::Other => other(e),
+                    Kind::Other => nats(Operation::Request)(e),
                 }),
             }
         })
@@ -181,8 +202,8 @@ impl Bus for NatsBus {
             self.client
                 .publish(inbox, Bytes::new())
                 .await
-                .map_err(other)?;
-            self.client.flush().await.map_err(other)?;
+                .map_err(nats(Operation::Publish))?;
+            self.client.flush().await.map_err(nats(Operation::Flush))?;
             echo.next_within(Duration::from_secs(10)).await.map(drop)
         })
     }
@@ -192,5 +213,49 @@ impl Bus for NatsBus {
             async_nats::connection::State::Connected => State::Connected,
             _ => State::Disconnected,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    fn options(urls: &[&str]) -> NatsOptions {
+        NatsOptions {
+            urls: urls.iter().map(|u| (*u).to_owned()).collect(),
+            ..NatsOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_keeps_the_parse_error_as_source() {
+        let result = NatsBus::connect(&options(&["nats://[::1"])).await;
+        let Err(error @ Error::Url { .. }) = result else {
+            panic!("not a URL error: {result:?}");
+        };
+        let source = error.source().map(ToString::to_string);
+        assert!(source.is_some(), "{error:?}");
+        assert!(error.to_string().starts_with("NATS URL \"nats://[::1\": "));
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_keep_the_io_error_as_source() {
+        let mut options = options(&["nats://127.0.0.1:1"]);
+        options.credentials = Some("/nonexistent/sio.creds".into());
+        let result = NatsBus::connect(&options).await;
+        let Err(Error::Credentials { path, source }) = result else {
+            panic!("not a credentials error: {result:?}");
+        };
+        assert_eq!(path, PathBuf::from("/nonexistent/sio.creds"));
+        // async-nats reports the failed read as an error of its own.
+        assert!(source.to_string().contains("sio.creds"), "{source}");
+    }
+
+    #[tokio::test]
+    async fn no_url_is_an_error() {
+        let result = NatsBus::connect(&options(&[])).await;
+        assert!(matches!(result, Err(Error::NoUrl)), "{result:?}");
     }
 }

@@ -92,7 +92,10 @@ async fn unsubscribe_on_drop(bus: Arc<dyn Bus>) {
         )
         .await
         .unwrap_err();
-    assert_eq!(err, Error::NoResponders("sio.room./.gone".into()));
+    assert!(
+        matches!(&err, Error::NoResponders(s) if s == "sio.room./.gone"),
+        "{err:?}"
+    );
 }
 contract!(unsubscribe_on_drop_leaves_no_listener, unsubscribe_on_drop);
 
@@ -167,7 +170,10 @@ async fn no_responders(bus: Arc<dyn Bus>) {
         )
         .await
         .unwrap_err();
-    assert_eq!(err, Error::NoResponders("sio.conn./nobody".into()));
+    assert!(
+        matches!(&err, Error::NoResponders(s) if s == "sio.conn./nobody"),
+        "{err:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "waited for the timeout"
@@ -183,7 +189,7 @@ async fn timeout(bus: Arc<dyn Bus>) {
         .request("sio.conn./slow".into(), Bytes::new(), t)
         .await
         .unwrap_err();
-    assert_eq!(err, Error::Timeout(t));
+    assert!(matches!(err, Error::Timeout(d) if d == t), "{err:?}");
 }
 contract!(request_times_out, timeout);
 

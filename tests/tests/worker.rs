@@ -79,6 +79,7 @@ on_both_buses!(
     typed_events_and_acks,
     rooms_and_broadcasts,
     connect_handlers,
+    auth_without_payload_is_an_empty_object,
     disconnects_and_failures,
     emitter_and_queue_group
 );
@@ -220,6 +221,52 @@ async fn connect_handlers(kind: BusKind) {
     );
     ws.send(r#"421["whoami"]"#).await;
     assert_eq!(ws.text().await, r#"431[{"user":"ada"},["members"]]"#);
+}
+
+/// socket.io gives `handshake.auth = {}` to a client whose CONNECT has no
+/// payload; the gateway sends no auth then, and the worker shows `{}`.
+async fn auth_without_payload_is_an_empty_object(kind: BusKind) {
+    let config = Config {
+        authorize: vec!["/".into()],
+        ..test_config()
+    };
+    let s = setup(kind, config).await;
+    let mut worker = Worker::new();
+    worker
+        .of("/")
+        // Written the obvious way: the auth object, whatever it holds.
+        .on_connect(|socket: Socket| async move {
+            let auth: serde_json::Value = socket
+                .auth()
+                .and_then(Result::ok)
+                .ok_or_else(|| ConnectError::new("no auth"))?;
+            socket.set_data(&auth).await.ok();
+            Ok(())
+        })
+        .on("auth", |socket: Socket, ()| async move {
+            let seen: Option<serde_json::Value> = socket.auth().and_then(Result::ok);
+            let at_connect: Option<serde_json::Value> = socket.data().and_then(Result::ok);
+            let handshake = socket.handshake().auth.clone();
+            socket.ack(&(seen, at_connect, handshake)).await
+        });
+    let _stop = start(&s, worker).await;
+
+    let (mut ws, _) = Ws::open(s.gw.addr).await;
+    ws.send("40").await;
+    let reply = ws.text().await;
+    assert!(reply.starts_with("40{\"sid\":"), "accepted: {reply}");
+    ws.send(r#"421["auth"]"#).await;
+    assert_eq!(ws.text().await, r#"431[{},{},"{}"]"#);
+
+    let (mut ws, _) = Ws::open(s.gw.addr).await;
+    ws.send(r#"40{"token":"t"}"#).await;
+    let reply = ws.text().await;
+    assert!(reply.starts_with("40{\"sid\":"), "accepted: {reply}");
+    ws.send(r#"421["auth"]"#).await;
+    assert_eq!(
+        ws.text().await,
+        r#"431[{"token":"t"},{"token":"t"},"{\"token\":\"t\"}"]"#
+    );
 }
 
 async fn disconnects_and_failures(kind: BusKind) {

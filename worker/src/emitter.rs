@@ -177,7 +177,9 @@ impl Operators {
         let mut found = Vec::new();
         for result in self.emitter.control(&request, self.timeout).await? {
             if let ControlResult::Sockets(sockets) = result {
-                found.extend(sockets.into_iter().map(|context| RemoteSocket { context }));
+                found.extend(sockets.into_iter().map(|context| RemoteSocket {
+                    context: crate::socket::with_auth(context),
+                }));
             }
         }
         Ok(found)

@@ -39,4 +39,25 @@ pub enum Error {
     /// The system has no randomness for emit ids.
     #[error("no randomness available")]
     Random(#[from] sio_protocol::id::NoRandomness),
+    /// A connect handler refused a client on a namespace the gateway does
+    /// not ask about, so the client is in anyway: add the namespace to the
+    /// gateway's `--authorize`.
+    #[error(
+        "connect refused ({0}) but the gateway does not ask about this namespace: add it to --authorize"
+    )]
+    RefusedUnasked(String),
+    /// A handler returned an error of its own; it is the source.
+    #[error("{0}")]
+    Handler(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// A handler's error: this crate's own as it is, anything else as
+    /// [`Error::Handler`].
+    pub(crate) fn from_handler(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        match error.downcast::<Self>() {
+            Ok(own) => *own,
+            Err(other) => Self::Handler(other),
+        }
+    }
 }

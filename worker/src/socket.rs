@@ -47,7 +47,7 @@ impl Socket {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                context,
+                context: with_auth(context),
                 emitter,
                 ack: Mutex::new(ack),
                 connecting: connecting.then(Mutex::default),
@@ -79,12 +79,16 @@ impl Socket {
         &self.inner.context.ns
     }
 
-    /// What the client sent when it connected.
+    /// What the client sent when it connected. Its `auth` is `{}` when
+    /// the CONNECT packet carried none, as socket.io's `handshake.auth`.
     pub fn handshake(&self) -> &Handshake {
         &self.inner.context.handshake
     }
 
-    /// The CONNECT packet's auth payload as `T`, if the client sent one.
+    /// The CONNECT packet's auth payload as `T`; a client that sent none
+    /// gave `{}`, as in socket.io, so a `T` whose fields all have defaults
+    /// reads it. Always `Some`: the `Option` is from when no payload meant
+    /// `None`.
     pub fn auth<T: DeserializeOwned>(&self) -> Option<Result<T, Error>> {
         let auth = self.inner.context.handshake.auth.as_deref()?;
         Some(json(auth))
@@ -303,6 +307,15 @@ impl Socket {
         .await
         .map(drop)
     }
+}
+
+/// The handshake as socket.io shows it: the gateway sends no auth for a
+/// CONNECT without payload, where socket.io's `handshake.auth` is `{}`.
+pub(crate) fn with_auth(mut context: SocketContext) -> SocketContext {
+    if context.handshake.auth.is_none() {
+        context.handshake.auth = Some("{}".to_owned());
+    }
+    context
 }
 
 fn json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {

@@ -11,7 +11,6 @@
 //! order waits for each event's acknowledgement before sending the next.
 
 use std::collections::HashMap;
-use std::fmt::Display;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -69,32 +68,38 @@ impl ConnectError {
 }
 
 /// What a handler may return: nothing, or a result whose error is logged.
+/// The error may be this crate's [`Error`] (kept as it is), any other
+/// error type (kept as the source of [`Error::Handler`]), or a message
+/// (`String`, `&str`).
 pub trait HandlerResult: Send {
-    /// `Err` with the message to log.
-    fn into_result(self) -> Result<(), String>;
+    /// The handler's outcome as the worker reports it.
+    fn into_result(self) -> Result<(), Error>;
 }
 
 impl HandlerResult for () {
-    fn into_result(self) -> Result<(), String> {
+    fn into_result(self) -> Result<(), Error> {
         Ok(())
     }
 }
 
-impl<E: Display + Send> HandlerResult for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| e.to_string())
+impl<E> HandlerResult for Result<(), E>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    fn into_result(self) -> Result<(), Error> {
+        self.map_err(|e| Error::from_handler(e.into()))
     }
 }
 
 type EventHandler = Arc<
-    dyn Fn(Socket, &str, &[bytes::Bytes]) -> Result<BoxFuture<'static, Result<(), String>>, Error>
+    dyn Fn(Socket, &str, &[bytes::Bytes]) -> Result<BoxFuture<'static, Result<(), Error>>, Error>
         + Send
         + Sync,
 >;
 type ConnectHandler =
     Arc<dyn Fn(Socket) -> BoxFuture<'static, Result<(), ConnectError>> + Send + Sync>;
 type DisconnectHandler =
-    Arc<dyn Fn(Socket, DisconnectReason) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+    Arc<dyn Fn(Socket, DisconnectReason) -> BoxFuture<'static, Result<(), Error>> + Send + Sync>;
 
 /// The handlers of one namespace.
 #[derive(Default, Clone)]
@@ -366,34 +371,68 @@ async fn feed(
     }
 }
 
-async fn serve(kind: Kind, message: Message, handlers: &Namespace, emitter: Emitter) {
+/// Serves one message. The one place where a failure leaves the worker:
+/// nothing goes back on the bus for it (a connect the gateway asked about
+/// and got no answer for is refused by the gateway after its timeout, an
+/// event's ack is not sent), so it becomes a log record, with its source
+/// chain and the subject it came on (which names the namespace and event).
+async fn serve(kind: Kind, mut message: Message, handlers: &Namespace, emitter: Emitter) {
     let result = match kind {
-        Kind::Connect => connect(message, handlers, emitter).await,
-        Kind::Event => event(message, handlers, emitter).await,
-        Kind::Disconnect => disconnect(message, handlers, emitter).await,
+        Kind::Connect => connect(&mut message, handlers, emitter).await,
+        Kind::Event => event(&mut message, handlers, emitter).await,
+        Kind::Disconnect => disconnect(&message, handlers, emitter).await,
     };
-    if let Err(error) = result {
-        tracing::warn!(?kind, %error, "handler failed");
+    let Err(error) = result else {
+        return;
+    };
+    let subject = &message.subject;
+    let chain = Chain(&error);
+    if matches!(error, Error::Envelope(_)) {
+        // A message this worker cannot read (from another version?).
+        tracing::error!(?kind, %subject, error = %chain, "bad envelope");
+    } else {
+        tracing::warn!(?kind, %subject, error = %chain, "handler failed");
     }
 }
 
-async fn connect(message: Message, handlers: &Namespace, emitter: Emitter) -> Result<(), String> {
-    let request: ConnectRequest =
-        envelope::decode_owned(&message.payload).map_err(|e| e.to_string())?;
+/// An error and its sources, each cause once: a message that already
+/// quotes its source (as this workspace's errors do) is not repeated.
+struct Chain<'a>(&'a Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !last.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+async fn connect(
+    message: &mut Message,
+    handlers: &Namespace,
+    emitter: Emitter,
+) -> Result<(), Error> {
+    let request: ConnectRequest = envelope::decode_owned(&message.payload)?;
     let asked = message.reply.is_some();
     let socket = Socket::new(request.socket, emitter.clone(), None, asked);
     let decision = match &handlers.on_connect {
         Some(handler) => handler(socket.clone()).await,
         None => Ok(()),
     };
-    let Some(reply) = message.reply else {
-        if let Err(refused) = decision {
-            return Err(format!(
-                "connect refused ({}) but the gateway does not ask about this namespace: add it to --authorize",
-                refused.message
-            ));
-        }
-        return Ok(());
+    let Some(reply) = message.reply.take() else {
+        return match decision {
+            Ok(()) => Ok(()),
+            Err(refused) => Err(Error::RefusedUnasked(refused.message)),
+        };
     };
     let answer = match decision {
         Ok(()) => {
@@ -407,38 +446,84 @@ async fn connect(message: Message, handlers: &Namespace, emitter: Emitter) -> Re
             data: refused.to_json(),
         },
     };
-    let bytes = envelope::encode(&answer).map_err(|e| e.to_string())?;
-    emitter
-        .bus
-        .publish(reply, bytes.into())
-        .await
-        .map_err(|e| e.to_string())
+    let bytes = envelope::encode(&answer)?;
+    Ok(emitter.bus.publish(reply, bytes.into()).await?)
 }
 
-async fn event(message: Message, handlers: &Namespace, emitter: Emitter) -> Result<(), String> {
-    let event: envelope::Event<'_> =
-        envelope::decode(&message.payload).map_err(|e| e.to_string())?;
+async fn event(message: &mut Message, handlers: &Namespace, emitter: Emitter) -> Result<(), Error> {
+    let event: envelope::Event<'_> = envelope::decode(&message.payload)?;
     let Some(handler) = handlers.events.get(event.event.as_ref()) else {
         tracing::debug!(event = %event.event, "no handler");
         return Ok(());
     };
-    let name = event.event.to_string();
-    let socket = Socket::new(event.socket.clone(), emitter, message.reply, false);
-    let run = handler(socket, &event.data, &event.attachments)
-        .map_err(|e| format!("event {name:?}: {e}"))?;
-    run.await.map_err(|e| format!("event {name:?}: {e}"))
+    let socket = Socket::new(event.socket.clone(), emitter, message.reply.take(), false);
+    handler(socket, &event.data, &event.attachments)?.await
 }
 
 async fn disconnect(
-    message: Message,
+    message: &Message,
     handlers: &Namespace,
     emitter: Emitter,
-) -> Result<(), String> {
-    let disconnect: Disconnect =
-        envelope::decode_owned(&message.payload).map_err(|e| e.to_string())?;
+) -> Result<(), Error> {
+    let disconnect: Disconnect = envelope::decode_owned(&message.payload)?;
     let Some(handler) = &handlers.on_disconnect else {
         return Ok(());
     };
     let socket = Socket::new(disconnect.socket, emitter, None, false);
     handler(socket, disconnect.reason).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_handler_error_of_this_crate_stays_itself() {
+        let result: Result<(), Error> = Err(Error::AckTimeout);
+        assert!(matches!(result.into_result(), Err(Error::AckTimeout)));
+    }
+
+    #[test]
+    fn other_handler_errors_become_the_source() {
+        let io = std::io::Error::other("disk full");
+        let Err(error) = Err::<(), _>(io).into_result() else {
+            panic!("an error");
+        };
+        assert!(matches!(error, Error::Handler(_)), "{error:?}");
+        let source = error
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            source.map(ToString::to_string).as_deref(),
+            Some("disk full")
+        );
+        let Err(error) = Err::<(), _>("no such room").into_result() else {
+            panic!("an error");
+        };
+        assert_eq!(error.to_string(), "no such room");
+    }
+
+    #[test]
+    fn the_log_names_each_cause_once() {
+        // Quoted by the message already: not repeated.
+        let bus = Error::Bus(sio_bus::Error::Nats {
+            operation: sio_bus::Operation::Publish,
+            source: Box::new(std::io::Error::other("connection reset")),
+        });
+        assert_eq!(
+            Chain(&bus).to_string(),
+            "bus: NATS publish: connection reset"
+        );
+        // Not quoted: appended.
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot load the room")]
+        struct Load(#[source] std::io::Error);
+        let handler = Error::from_handler(Box::new(Load(std::io::Error::other("disk full"))));
+        assert_eq!(
+            Chain(&handler).to_string(),
+            "cannot load the room: disk full"
+        );
+    }
 }
