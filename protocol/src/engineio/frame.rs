@@ -70,11 +70,11 @@ impl<T: From<String>> Frame<T> {
     }
 }
 
-impl<T: AsRef<str>> Frame<T> {
+impl<T: std::ops::Deref<Target = str>> Frame<T> {
     /// The packet this frame carries.
     pub fn decode(&self) -> Result<Packet<'_>, Error> {
         match self {
-            Self::Text(text) => Packet::decode(text.as_ref()),
+            Self::Text(text) => Packet::decode(&**text),
             Self::Binary(data) => Ok(Packet::Binary(data.as_ref().into())),
         }
     }
@@ -82,7 +82,7 @@ impl<T: AsRef<str>> Frame<T> {
     /// Bytes on a websocket, which is what send queues are bounded by.
     pub fn len(&self) -> usize {
         match self {
-            Self::Text(text) => text.as_ref().len(),
+            Self::Text(text) => text.len(),
             Self::Binary(data) => data.len(),
         }
     }

@@ -31,7 +31,7 @@ pub fn decode(body: &[u8], max_packets: usize) -> Result<Vec<Packet<'_>>, Error>
 
 /// Appends `frames` as one polling response body: text frames as they
 /// are, binary ones as `b` + base64.
-pub fn encode<'f, T: AsRef<str> + 'f>(
+pub fn encode<'f, T: std::ops::Deref<Target = str> + 'f>(
     frames: impl IntoIterator<Item = &'f Frame<T>>,
     out: &mut String,
 ) {
@@ -40,7 +40,7 @@ pub fn encode<'f, T: AsRef<str> + 'f>(
             out.push(SEPARATOR);
         }
         match frame {
-            Frame::Text(text) => out.push_str(text.as_ref()),
+            Frame::Text(text) => out.push_str(&**text),
             Frame::Binary(data) => {
                 out.push('b');
                 BASE64.encode_string(data, out);

@@ -26,7 +26,7 @@ pub struct SocketState {
 }
 
 /// A [`Handshake`] without its `auth`, encoded once per client connection.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedHandshake(Bytes);
 
 impl EncodedHandshake {
