@@ -64,7 +64,10 @@ pub(crate) enum Action {
     Send(Vec<Frame>),
     /// A new socket. With `authorize`, the workers decide on it over
     /// `P.conn` (a request); without, it is live at once and they are told.
-    Connect { socket: Arc<Socket>, authorize: bool },
+    Connect {
+        socket: Arc<Socket>,
+        authorize: bool,
+    },
     /// The socket leaves its namespace.
     Leave(Arc<Socket>, DisconnectReason),
     /// An event for the workers.
@@ -81,7 +84,11 @@ pub(crate) enum Action {
 }
 
 impl Client {
-    pub(crate) fn new(session: Arc<Session>, handshake: EncodedHandshake, decoder: Decoder) -> Self {
+    pub(crate) fn new(
+        session: Arc<Session>,
+        handshake: EncodedHandshake,
+        decoder: Decoder,
+    ) -> Self {
         Self {
             session,
             handshake,
@@ -166,7 +173,7 @@ impl Client {
 
     fn connect(&self, ns: String, auth: Option<String>, rules: Rules<'_>) -> Action {
         let config = rules.config;
-        let allowed = config.namespaces.iter().any(|n| *n == ns)
+        let allowed = config.namespaces.contains(&ns)
             || config.namespace_patterns.iter().any(|p| glob(p, &ns));
         if !allowed {
             let refusal = Kind::ConnectError(error_object("Invalid namespace").into());
@@ -379,9 +386,15 @@ mod tests {
             panic!("a connect to /");
         };
         assert!(authorize);
-        assert!(matches!(f.send("0"), Action::None), "a repeat while deciding");
+        assert!(
+            matches!(f.send("0"), Action::None),
+            "a repeat while deciding"
+        );
         let request: envelope::ConnectRequest = envelope::decode_owned(&socket.connect_request()?)?;
-        assert_eq!(request.socket.handshake.auth.as_deref(), Some("{\"token\":\"t\"}"));
+        assert_eq!(
+            request.socket.handshake.auth.as_deref(),
+            Some("{\"token\":\"t\"}")
+        );
         assert_eq!(request.socket.handshake.address, "127.0.0.1");
         f.client.decided("/");
         assert!(f.client.establish(&socket));
@@ -413,14 +426,20 @@ mod tests {
             "the third wait passes the bound of 2"
         );
         drop(first);
-        assert!(matches!(f.send("24[\"q\"]"), Action::Ask { .. }), "an answered one frees its slot");
+        assert!(
+            matches!(f.send("24[\"q\"]"), Action::Ask { .. }),
+            "an answered one frees its slot"
+        );
         Ok(())
     }
 
     #[test]
     fn bad_packets_end_the_session() -> Test {
         let f = Fixture::new(config(false))?;
-        assert!(matches!(f.send("2[\"x\"]"), Action::Close(Fault::UnknownNamespace)));
+        assert!(matches!(
+            f.send("2[\"x\"]"),
+            Action::Close(Fault::UnknownNamespace)
+        ));
         assert!(matches!(f.send("9"), Action::Close(Fault::Parse)));
         let socket = f.joined();
         assert!(matches!(

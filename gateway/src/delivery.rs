@@ -17,8 +17,14 @@ use crate::socket::Socket;
 
 /// Puts a socket in `rooms` (and its namespace); resolves once the bus has
 /// the subscriptions this created, so that emits to them reach it.
-pub(crate) fn join(node: &Arc<Node>, socket: &Socket, rooms: &[String]) -> impl Future<Output = ()> + use<> {
-    let ready = node.registry.join(socket, rooms, &|target| interest(node, target));
+pub(crate) fn join(
+    node: &Arc<Node>,
+    socket: &Socket,
+    rooms: &[String],
+) -> impl Future<Output = ()> + use<> {
+    let ready = node
+        .registry
+        .join(socket, rooms, &|target| interest(node, target));
     wait_ready(ready)
 }
 

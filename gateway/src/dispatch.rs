@@ -71,9 +71,9 @@ async fn connect(node: &Arc<Node>, client: &Arc<Client>, socket: Arc<Socket>, au
         let timeout = ms(node.config.connect_request_timeout);
         let reply = node.bus.request(subject, payload, timeout).await;
         client.decided(&socket.ns);
-        let reply = reply.map_err(|e| e.to_string()).and_then(|b| {
-            envelope::decode_owned::<ConnectReply>(&b).map_err(|e| e.to_string())
-        });
+        let reply = reply
+            .map_err(|e| e.to_string())
+            .and_then(|b| envelope::decode_owned::<ConnectReply>(&b).map_err(|e| e.to_string()));
         match reply {
             Ok(ConnectReply::Accept { data, rooms }) => {
                 establish(&node, &client, socket, data, rooms).await;
@@ -125,7 +125,14 @@ async fn establish(
 
 /// Asks the workers for the ack of a client event and sends it to the
 /// client; the slot frees when this ends.
-async fn ask(node: Arc<Node>, socket: Arc<Socket>, ack: u64, subject: String, payload: Bytes, slot: Asking) {
+async fn ask(
+    node: Arc<Node>,
+    socket: Arc<Socket>,
+    ack: u64,
+    subject: String,
+    payload: Bytes,
+    slot: Asking,
+) {
     let _slot = slot;
     let started = std::time::Instant::now();
     let timeout = ms(node.config.ack_timeout);
@@ -135,13 +142,18 @@ async fn ask(node: Arc<Node>, socket: Arc<Socket>, ack: u64, subject: String, pa
     };
     match reply {
         Ok(reply) => {
-            node.metrics.ack_rtt.observe(started.elapsed().as_secs_f64());
+            node.metrics
+                .ack_rtt
+                .observe(started.elapsed().as_secs_f64());
             let ack = Ack {
                 id: ack,
                 data: reply.data.into(),
                 attachments: (!reply.attachments.is_empty()).then_some(reply.attachments),
             };
-            node.send_packet(&socket.session, &Packet::new(socket.ns.clone(), Kind::Ack(ack)));
+            node.send_packet(
+                &socket.session,
+                &Packet::new(socket.ns.clone(), Kind::Ack(ack)),
+            );
         }
         Err(error) => {
             tracing::debug!(%subject, %error, "event ack not answered");

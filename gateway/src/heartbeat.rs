@@ -33,7 +33,8 @@ pub(crate) async fn run(node: Weak<Node>, timer: Arc<Timer>, epoch: tokio::time:
         let next = timer
             .next()
             .map_or(Duration::from_secs(1), |at| {
-                (epoch + Duration::from_millis(at)).saturating_duration_since(tokio::time::Instant::now())
+                (epoch + Duration::from_millis(at))
+                    .saturating_duration_since(tokio::time::Instant::now())
             })
             .min(Duration::from_secs(1));
         tokio::select! {

@@ -141,7 +141,9 @@ impl Gateway {
         let deadline = tokio::time::Instant::now() + config::ms(node.config.drain_timeout);
         // A transport holds the session's reader until it has sent the close.
         while tokio::time::Instant::now() < deadline
-            && clients.iter().any(|c| c.session.outbox.try_reader().is_none())
+            && clients
+                .iter()
+                .any(|c| c.session.outbox.try_reader().is_none())
         {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

@@ -37,7 +37,12 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    pub(crate) fn new(config: Config, bus: Arc<dyn Bus>, id: GatewayId, subjects: Subjects) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        bus: Arc<dyn Bus>,
+        id: GatewayId,
+        subjects: Subjects,
+    ) -> Self {
         Self {
             config,
             id,
@@ -105,7 +110,8 @@ impl Node {
         }
         if let Some(client) = self.registry.remove_client(&session.sid) {
             self.metrics.sessions.dec();
-            self.metrics.connection(session.state().transport.as_str(), -1);
+            self.metrics
+                .connection(session.state().transport.as_str(), -1);
             for socket in client.sockets() {
                 self.remove_socket(&client, &socket, fault.reason());
             }
@@ -115,7 +121,11 @@ impl Node {
 
     /// Queues frames that belong together for a client; cuts it if its
     /// queue is full.
-    pub(crate) fn send(self: &Arc<Self>, session: &Session, frames: impl IntoIterator<Item = Frame>) {
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        session: &Session,
+        frames: impl IntoIterator<Item = Frame>,
+    ) {
         if session.send(frames).is_ok() {
             self.metrics.packets_out.inc();
         } else {

@@ -227,11 +227,7 @@ mod tests {
         let taken = reader.take();
         outbox.push([text("4b")]).unwrap();
         reader.unsend(taken);
-        assert_eq!(
-            outbox.push([text("4cdefgh")]),
-            Err(Full),
-            "both count"
-        );
+        assert_eq!(outbox.push([text("4cdefgh")]), Err(Full), "both count");
         assert_eq!(reader.take(), [text("4a"), text("4b")]);
     }
 

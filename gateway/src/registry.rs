@@ -71,7 +71,9 @@ impl Registry {
     pub(crate) fn select(&self, ns: &str, rooms: &[String], except: &[String]) -> Vec<Arc<Socket>> {
         let ids = lock(&self.rooms).targets(ns, rooms, except);
         let sockets = lock(&self.sockets);
-        ids.iter().filter_map(|id| sockets.get(id).cloned()).collect()
+        ids.iter()
+            .filter_map(|id| sockets.get(id).cloned())
+            .collect()
     }
 
     /// Puts a socket in `rooms` of the index; returns the readiness of the

@@ -151,7 +151,12 @@ impl Session {
     }
 
     /// Reads one packet from the client's active transport at `now`.
-    pub(crate) fn receive<'a>(&self, packet: Packet<'a>, now: u64, ping_interval: u64) -> Inbound<'a> {
+    pub(crate) fn receive<'a>(
+        &self,
+        packet: Packet<'a>,
+        now: u64,
+        ping_interval: u64,
+    ) -> Inbound<'a> {
         match packet {
             Packet::Message(text) => Inbound::Message(text),
             Packet::Binary(data) => Inbound::Binary(Bytes::from(data.into_owned())),
@@ -244,13 +249,18 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_pings_at_the_interval_and_closes_at_the_timeout() -> Result<(), Box<dyn std::error::Error>> {
+    fn heartbeat_pings_at_the_interval_and_closes_at_the_timeout()
+    -> Result<(), Box<dyn std::error::Error>> {
         let s = session(300)?;
         assert_eq!(s.heartbeat(299, 200), Heartbeat::Wait(300));
         assert_eq!(s.heartbeat(300, 200), Heartbeat::Ping(500));
         assert_eq!(s.heartbeat(400, 200), Heartbeat::Wait(500), "one ping");
         assert_eq!(s.heartbeat(499, 200), Heartbeat::Wait(500));
-        assert_eq!(s.heartbeat(500, 200), Heartbeat::TimedOut, "exactly at the deadline");
+        assert_eq!(
+            s.heartbeat(500, 200),
+            Heartbeat::TimedOut,
+            "exactly at the deadline"
+        );
         Ok(())
     }
 
@@ -258,7 +268,10 @@ mod tests {
     fn a_pong_schedules_the_next_ping() -> Result<(), Box<dyn std::error::Error>> {
         let s = session(300)?;
         assert_eq!(s.heartbeat(300, 200), Heartbeat::Ping(500));
-        assert_eq!(s.receive(Packet::Pong("".into()), 350, 300), Inbound::Nothing);
+        assert_eq!(
+            s.receive(Packet::Pong("".into()), 350, 300),
+            Inbound::Nothing
+        );
         assert_eq!(s.heartbeat(500, 200), Heartbeat::Wait(650));
         assert_eq!(s.heartbeat(650, 200), Heartbeat::Ping(850));
         Ok(())
@@ -275,8 +288,14 @@ mod tests {
             s.receive(Packet::Binary(vec![1].into()), 0, 300),
             Inbound::Binary(Bytes::from_static(&[1]))
         );
-        assert_eq!(s.receive(Packet::Close, 0, 300), Inbound::Close(Fault::ClientClose));
-        assert_eq!(s.receive(Packet::Ping("".into()), 0, 300), Inbound::Close(Fault::ClientPing));
+        assert_eq!(
+            s.receive(Packet::Close, 0, 300),
+            Inbound::Close(Fault::ClientClose)
+        );
+        assert_eq!(
+            s.receive(Packet::Ping("".into()), 0, 300),
+            Inbound::Close(Fault::ClientPing)
+        );
         assert_eq!(s.receive(Packet::Noop, 0, 300), Inbound::Nothing);
         Ok(())
     }
@@ -293,7 +312,8 @@ mod tests {
     }
 
     #[test]
-    fn closes_once_and_the_last_poll_frame_says_who_closed() -> Result<(), Box<dyn std::error::Error>> {
+    fn closes_once_and_the_last_poll_frame_says_who_closed()
+    -> Result<(), Box<dyn std::error::Error>> {
         let s = session(300)?;
         assert_eq!(s.last_poll_frame(), None);
         assert!(s.close(Fault::ClientClose));
@@ -304,7 +324,11 @@ mod tests {
         t.close(Fault::PingTimeout);
         assert_eq!(t.last_poll_frame(), Some(Frame::close()));
         t.state().upgrade = Upgrade::Done;
-        assert_eq!(t.last_poll_frame(), None, "a websocket sends no close packet");
+        assert_eq!(
+            t.last_poll_frame(),
+            None,
+            "a websocket sends no close packet"
+        );
         Ok(())
     }
 }

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use sio_protocol::envelope::{
-    self, AckReply, DisconnectReason, EncodedContext, EncodedHandshake, SocketContext,
-    SocketState,
+    self, AckReply, DisconnectReason, EncodedContext, EncodedHandshake, SocketContext, SocketState,
 };
 use sio_protocol::id::SocketId;
 use sio_protocol::socketio::{Ack, Packet};
@@ -161,7 +160,11 @@ impl Socket {
     }
 
     pub(crate) fn rooms(&self) -> Vec<String> {
-        self.inner().context.state().map(|s| s.rooms).unwrap_or_default()
+        self.inner()
+            .context
+            .state()
+            .map(|s| s.rooms)
+            .unwrap_or_default()
     }
 
     /// Holds `frames` back while the connect is pending (at most `limit`).
@@ -274,9 +277,12 @@ mod tests {
     fn frames_wait_for_the_connect_reply() -> Result<(), Box<dyn std::error::Error>> {
         let socket = socket(true)?;
         let frame = Frame::Text("42[\"x\"]".into());
-        assert_eq!(socket.hold(&[frame.clone()], 2), Hold::Held);
-        assert_eq!(socket.hold(&[frame.clone(), frame.clone()], 2), Hold::Overflow);
-        assert_eq!(socket.release(), [frame.clone()]);
+        assert_eq!(socket.hold(std::slice::from_ref(&frame), 2), Hold::Held);
+        assert_eq!(
+            socket.hold(&[frame.clone(), frame.clone()], 2),
+            Hold::Overflow
+        );
+        assert_eq!(socket.release(), std::slice::from_ref(&frame));
         assert_eq!(socket.hold(&[frame], 2), Hold::Send);
         Ok(())
     }

@@ -73,7 +73,8 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn deadlines_come_due_in_order_and_an_earlier_one_wakes() -> Result<(), Box<dyn std::error::Error>> {
+    async fn deadlines_come_due_in_order_and_an_earlier_one_wakes()
+    -> Result<(), Box<dyn std::error::Error>> {
         let gateway = GatewayId::random()?;
         let (a, b) = (Sid::random(gateway)?, Sid::random(gateway)?);
         let timer = Timer::default();

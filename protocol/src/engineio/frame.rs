@@ -74,7 +74,7 @@ impl<T: std::ops::Deref<Target = str>> Frame<T> {
     /// The packet this frame carries.
     pub fn decode(&self) -> Result<Packet<'_>, Error> {
         match self {
-            Self::Text(text) => Packet::decode(&**text),
+            Self::Text(text) => Packet::decode(text),
             Self::Binary(data) => Ok(Packet::Binary(data.as_ref().into())),
         }
     }

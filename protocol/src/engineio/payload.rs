@@ -40,7 +40,7 @@ pub fn encode<'f, T: std::ops::Deref<Target = str> + 'f>(
             out.push(SEPARATOR);
         }
         match frame {
-            Frame::Text(text) => out.push_str(&**text),
+            Frame::Text(text) => out.push_str(text),
             Frame::Binary(data) => {
                 out.push('b');
                 BASE64.encode_string(data, out);
