@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use sio_bus::{Bus, MemoryBus};
 use sio_gateway::{Config, Gateway};
-use sio_protocol::envelope::{self, AckReply, Command, EncodedPacket};
+use sio_protocol::envelope::{self, AckReply, Command, EncodedPacket, SocketCommand};
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok()?.parse().ok()
@@ -45,12 +45,14 @@ async fn echo_worker(bus: Arc<dyn Bus>) -> Result<(), Box<dyn std::error::Error 
             true => format!("5{}-{nsp}[\"echo\",{args}", event.attachments.len()),
             false => format!("2{nsp}[\"echo\",{args}"),
         };
-        let command = Command::Emit {
+        let command = Command::Socket {
             socket: event.socket.id,
-            volatile: false,
-            packet: EncodedPacket {
-                text: text.into(),
-                attachments: event.attachments.clone(),
+            action: SocketCommand::Emit {
+                volatile: false,
+                packet: EncodedPacket {
+                    text: text.into(),
+                    attachments: event.attachments.clone(),
+                },
             },
         };
         let subject = format!("sio.gw.{}", event.socket.id.gateway());

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Weak};
 
-use sio_protocol::envelope::{self, AckReply, Command, CommandReply};
+use sio_protocol::envelope::{self, AckReply, Command, CommandReply, SocketCommand};
 use sio_protocol::socketio::{Event, Kind, Packet};
 use tokio::sync::oneshot;
 
@@ -28,7 +28,13 @@ pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription) {
             }
         };
         // Emits are served in order; anything that waits runs on its own.
-        let waits = matches!(command, Command::EmitWithAck { .. } | Command::Join { .. });
+        let waits = matches!(
+            command,
+            Command::Socket {
+                action: SocketCommand::EmitWithAck { .. } | SocketCommand::Join { .. },
+                ..
+            }
+        );
         let serve = async move {
             let reply = on_command(&node, command).await;
             if let (Some(to), Ok(bytes)) = (message.reply, envelope::encode(&reply)) {
@@ -44,35 +50,26 @@ pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription) {
 }
 
 async fn on_command(node: &Arc<Node>, command: Command) -> CommandReply {
-    let socket_id = match &command {
+    let (socket, action) = match command {
         Command::Broadcast(emit) => {
-            delivery::deliver_emit(node, emit);
+            delivery::deliver_emit(node, &emit);
             return CommandReply::Done;
         }
-        Command::Emit { socket, .. }
-        | Command::EmitWithAck { socket, .. }
-        | Command::Join { socket, .. }
-        | Command::Leave { socket, .. }
-        | Command::Disconnect { socket, .. }
-        | Command::SetData { socket, .. } => *socket,
-        Command::Poll(_) => return CommandReply::UnknownSocket,
+        Command::Socket { socket, action } => (socket, action),
     };
-    let Some(socket) = node.registry.socket(&socket_id) else {
+    let Some(socket) = node.registry.socket(&socket) else {
         return CommandReply::UnknownSocket;
     };
-    match command {
-        Command::Emit {
-            volatile, packet, ..
-        } => {
+    match action {
+        SocketCommand::Emit { volatile, packet } => {
             if let Some(frames) = delivery::packet_frames(node, &packet) {
                 delivery::deliver(node, &socket, &frames, volatile);
             }
         }
-        Command::EmitWithAck {
+        SocketCommand::EmitWithAck {
             data,
             attachments,
             timeout_ms,
-            ..
         } => {
             let Some((id, answer)) = emit_with_ack(node, &socket, &data, &attachments) else {
                 return CommandReply::Done;
@@ -85,11 +82,10 @@ async fn on_command(node: &Arc<Node>, command: Command) -> CommandReply {
                 }
             };
         }
-        Command::Join { rooms, .. } => delivery::join(node, &socket, &rooms).await,
-        Command::Leave { rooms, .. } => node.registry.leave(&socket, &rooms),
-        Command::Disconnect { close, .. } => node.disconnect(&socket, close),
-        Command::SetData { data, .. } => socket.set_data(data),
-        Command::Poll(_) | Command::Broadcast(_) => {}
+        SocketCommand::Join { rooms } => delivery::join(node, &socket, &rooms).await,
+        SocketCommand::Leave { rooms } => node.registry.leave(&socket, &rooms),
+        SocketCommand::Disconnect { close } => node.disconnect(&socket, close),
+        SocketCommand::SetData { data } => socket.set_data(data),
     }
     CommandReply::Done
 }

@@ -52,7 +52,7 @@ async fn on_control(node: &Arc<Node>, request: ControlRequest) -> ControlResult 
     };
     match request {
         ControlRequest::Presence => {
-            ControlResult::Presence(presence::heartbeat(node, &node.config.listen.to_string()))
+            ControlResult::Presence(presence::presence(node, &node.config.listen.to_string()))
         }
         ControlRequest::FetchSockets(selector) => ControlResult::Sockets(
             select(node, &selector)

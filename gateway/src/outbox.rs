@@ -23,13 +23,13 @@ pub(crate) struct Full;
 
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    shared: Arc<Shared>,
+    shared: Arc<Inner>,
     max_packets: usize,
     max_bytes: usize,
 }
 
 #[derive(Debug, Default)]
-struct Shared {
+struct Inner {
     queue: Mutex<Queue>,
     ready: Notify,
     /// Held by the one reader (a polling GET or the websocket).
@@ -38,6 +38,8 @@ struct Shared {
     closed: AtomicBool,
     /// Released readers wake whoever waits to read.
     released: Notify,
+    /// The close wakes whoever waits for it.
+    closing: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -50,10 +52,10 @@ struct Queue {
 /// at a time. Released on drop.
 #[derive(Debug)]
 pub(crate) struct Reader {
-    shared: Arc<Shared>,
+    shared: Arc<Inner>,
 }
 
-impl Shared {
+impl Inner {
     fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -96,8 +98,23 @@ impl Outbox {
         let first = !self.shared.closed.swap(true, Ordering::AcqRel);
         if first {
             self.shared.ready.notify_one();
+            self.shared.closing.notify_waiters();
         }
         first
+    }
+
+    /// Resolves once the queue is closed: the session's one close signal,
+    /// for waits that cannot poll the queue (an upgrade probe, a websocket
+    /// write in progress).
+    pub(crate) async fn closed(&self) {
+        let closing = self.shared.closing.notified();
+        let mut closing = std::pin::pin!(closing);
+        // Registered before the check, so a close in between is not missed.
+        closing.as_mut().enable();
+        if self.is_closed() {
+            return;
+        }
+        closing.await;
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -229,6 +246,24 @@ mod tests {
         reader.unsend(taken);
         assert_eq!(outbox.push([text("4cdefgh")]), Err(Full), "both count");
         assert_eq!(reader.take(), [text("4a"), text("4b")]);
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_whoever_waits_for_it() {
+        let outbox = Arc::new(Outbox::new(8, 100));
+        let waiting = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.closed().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        outbox.close();
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        // Once closed, at once.
+        outbox.closed().await;
     }
 
     #[tokio::test]

@@ -3,14 +3,14 @@
 
 use std::sync::Weak;
 
-use sio_protocol::envelope::{self, Heartbeat};
+use sio_protocol::envelope::{self, Presence};
 
 use crate::config::ms;
 use crate::node::Node;
 
 /// This gateway's presence, as announced on `P.hb`.
-pub(crate) fn heartbeat(node: &Node, address: &str) -> Heartbeat {
-    Heartbeat {
+pub(crate) fn presence(node: &Node, address: &str) -> Presence {
+    Presence {
         gateway: node.id,
         address: address.to_owned(),
         sockets: u64::try_from(node.registry.socket_count()).unwrap_or(u64::MAX),
@@ -26,7 +26,7 @@ pub(crate) async fn announce(node: Weak<Node>, address: String) {
         let Some(n) = node.upgrade() else { return };
         let connected = n.bus.state() == sio_bus::State::Connected;
         n.metrics.bus_connected.set(i64::from(connected));
-        if let Ok(bytes) = envelope::encode(&heartbeat(&n, &address)) {
+        if let Ok(bytes) = envelope::encode(&presence(&n, &address)) {
             if connected {
                 n.publish(n.subjects.heartbeat(), bytes.into()).await;
             }

@@ -13,7 +13,6 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use sio_protocol::engineio::Packet;
 use sio_protocol::id::Sid;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Transport;
 use crate::fault::Fault;
@@ -66,9 +65,6 @@ pub(crate) struct Session {
     armed: AtomicU64,
     /// Why the session ended; set once, with the outbox's close.
     fault: OnceLock<Fault>,
-    /// Cancelled with the close, for waits that cannot poll the outbox (the
-    /// upgrade probe, a websocket write in progress).
-    closed: CancellationToken,
     state: Mutex<State>,
 }
 
@@ -96,7 +92,6 @@ impl Session {
             pong_due: AtomicU64::new(0),
             armed: AtomicU64::new(0),
             fault: OnceLock::new(),
-            closed: CancellationToken::new(),
             state: Mutex::new(State {
                 transport,
                 upgrade: Upgrade::None,
@@ -118,11 +113,9 @@ impl Session {
     /// Ends the session for its transports; true for the call that ended
     /// it, whose fault is the one the session keeps.
     pub(crate) fn close(&self, fault: Fault) -> bool {
-        let first = self.outbox.close();
-        if first {
-            let _ = self.fault.set(fault);
-        }
-        self.closed.cancel();
+        // The fault first: whoever sees the queue closed can read it.
+        let first = self.fault.set(fault).is_ok();
+        self.outbox.close();
         first
     }
 
@@ -133,7 +126,7 @@ impl Session {
 
     /// Resolves when the session ends.
     pub(crate) async fn closed(&self) {
-        self.closed.cancelled().await;
+        self.outbox.closed().await;
     }
 
     /// The packet a polling GET adds after the last frames of a session

@@ -199,28 +199,37 @@ fn reason() -> impl Strategy<Value = DisconnectReason> {
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
         (socket_id(), any::<bool>(), encoded()).prop_map(|(socket, volatile, packet)| {
-            Command::Emit {
+            Command::Socket {
                 socket,
-                volatile,
-                packet,
+                action: SocketCommand::Emit { volatile, packet },
             }
         }),
         (socket_id(), ".{0,8}", vec(bytes(), 0..2), any::<u64>()).prop_map(
-            |(socket, data, attachments, timeout_ms)| Command::EmitWithAck {
+            |(socket, data, attachments, timeout_ms)| Command::Socket {
                 socket,
-                data,
-                attachments,
-                timeout_ms
+                action: SocketCommand::EmitWithAck {
+                    data,
+                    attachments,
+                    timeout_ms
+                }
             }
         ),
-        (socket_id(), strings()).prop_map(|(socket, rooms)| Command::Join { socket, rooms }),
-        (socket_id(), strings()).prop_map(|(socket, rooms)| Command::Leave { socket, rooms }),
-        (socket_id(), any::<bool>())
-            .prop_map(|(socket, close)| Command::Disconnect { socket, close }),
-        (socket_id(), option::of(".{0,8}"))
-            .prop_map(|(socket, data)| Command::SetData { socket, data }),
-        (any::<bool>(), ".{0,8}", bytes())
-            .prop_map(|(post, query, body)| Command::Poll(ForwardedRequest { post, query, body })),
+        (socket_id(), strings()).prop_map(|(socket, rooms)| Command::Socket {
+            socket,
+            action: SocketCommand::Join { rooms }
+        }),
+        (socket_id(), strings()).prop_map(|(socket, rooms)| Command::Socket {
+            socket,
+            action: SocketCommand::Leave { rooms }
+        }),
+        (socket_id(), any::<bool>()).prop_map(|(socket, close)| Command::Socket {
+            socket,
+            action: SocketCommand::Disconnect { close }
+        }),
+        (socket_id(), option::of(".{0,8}")).prop_map(|(socket, data)| Command::Socket {
+            socket,
+            action: SocketCommand::SetData { data }
+        }),
         (
             any::<u128>(),
             ".{0,8}",
@@ -248,13 +257,6 @@ fn command_reply() -> impl Strategy<Value = CommandReply> {
         Just(CommandReply::UnknownSocket),
         Just(CommandReply::AckTimeout),
         ack_reply().prop_map(CommandReply::Ack),
-        (any::<u16>(), ".{0,8}", bytes()).prop_map(|(status, content_type, body)| {
-            CommandReply::Poll(ForwardedResponse {
-                status,
-                content_type,
-                body,
-            })
-        }),
     ]
 }
 
@@ -290,7 +292,7 @@ fn control_reply() -> impl Strategy<Value = ControlReply> {
             any::<bool>()
         )
             .prop_map(|(gateway, address, sockets, version, interval_ms, ready)| {
-                ControlResult::Presence(Heartbeat {
+                ControlResult::Presence(Presence {
                     gateway,
                     address,
                     sockets,
@@ -383,7 +385,7 @@ proptest! {
         assert_roundtrip(&control);
         assert_roundtrip(&control_reply);
         let (gateway, address, sockets, version, interval_ms, ready) = hb;
-        assert_roundtrip(&Heartbeat { gateway, address, sockets, version, interval_ms, ready });
+        assert_roundtrip(&Presence { gateway, address, sockets, version, interval_ms, ready });
     }
 }
 

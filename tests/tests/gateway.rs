@@ -16,7 +16,7 @@ use sio_bus::{Bus, Subscription};
 use sio_gateway::Config;
 use sio_protocol::envelope::{
     self, AckReply, Command, CommandReply, ConnectReply, ConnectRequest, Disconnect,
-    DisconnectReason, Emit, EmitId, EncodedPacket,
+    DisconnectReason, Emit, EmitId, EncodedPacket, SocketCommand,
 };
 use sio_protocol::id::SocketId;
 use sio_protocol::subject::Subjects;
@@ -310,13 +310,15 @@ async fn binary_both_ways(kind: BusKind) {
     let reply = command(
         &s.worker,
         &socket,
-        Command::Emit {
+        Command::Socket {
             socket: socket.parse().unwrap(),
-            volatile: false,
-            packet: packet(
-                r#"51-["file",{"_placeholder":true,"num":0}]"#,
-                vec![Bytes::from_static(b"abc")],
-            ),
+            action: SocketCommand::Emit {
+                volatile: false,
+                packet: packet(
+                    r#"51-["file",{"_placeholder":true,"num":0}]"#,
+                    vec![Bytes::from_static(b"abc")],
+                ),
+            },
         },
     )
     .await;
@@ -338,13 +340,15 @@ async fn binary_both_ways(kind: BusKind) {
     let reply = command(
         &s.worker,
         &polling_socket,
-        Command::Emit {
+        Command::Socket {
             socket: polling_socket.parse().unwrap(),
-            volatile: false,
-            packet: packet(
-                r#"51-["file",{"_placeholder":true,"num":0}]"#,
-                vec![Bytes::from_static(&[0xff, 0, 1])],
-            ),
+            action: SocketCommand::Emit {
+                volatile: false,
+                packet: packet(
+                    r#"51-["file",{"_placeholder":true,"num":0}]"#,
+                    vec![Bytes::from_static(&[0xff, 0, 1])],
+                ),
+            },
         },
     )
     .await;
@@ -387,9 +391,11 @@ async fn rooms_and_exactly_once(kind: BusKind) {
     let s = setup(kind, test_config()).await;
     let (mut a, a_id) = Ws::joined(s.gw.addr, "/").await;
     let (mut b, b_id) = Ws::joined(s.gw.addr, "/").await;
-    let join = |id: &String, rooms: &[&str]| Command::Join {
+    let join = |id: &String, rooms: &[&str]| Command::Socket {
         socket: id.parse().unwrap(),
-        rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+        action: SocketCommand::Join {
+            rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+        },
     };
     assert_eq!(
         command(&s.worker, &a_id, join(&a_id, &["r1", "r2"])).await,
@@ -417,9 +423,11 @@ async fn rooms_and_exactly_once(kind: BusKind) {
     assert_eq!(a.text().await, r#"42["all but b"]"#);
     assert!(a.quiet(Duration::from_millis(200)).await && b.quiet(Duration::from_millis(1)).await);
     // Leaving stops delivery.
-    let leave = Command::Leave {
+    let leave = Command::Socket {
         socket: a_id.parse().unwrap(),
-        rooms: vec!["r1".into()],
+        action: SocketCommand::Leave {
+            rooms: vec!["r1".into()],
+        },
     };
     assert_eq!(command(&s.worker, &a_id, leave).await, CommandReply::Done);
     publish_emit(&s.worker, &["r1"], &[], r#"2["gone"]"#).await;
@@ -429,9 +437,9 @@ async fn rooms_and_exactly_once(kind: BusKind) {
     let reply = command(
         &s.worker,
         &a_id,
-        Command::SetData {
+        Command::Socket {
             socket: unknown,
-            data: None,
+            action: SocketCommand::SetData { data: None },
         },
     )
     .await;
@@ -448,11 +456,13 @@ async fn emit_with_ack_to_a_client(kind: BusKind) {
             command(
                 &worker,
                 &id,
-                Command::EmitWithAck {
+                Command::Socket {
                     socket: id.parse().unwrap(),
-                    data: r#"["question",1]"#.into(),
-                    attachments: vec![],
-                    timeout_ms: 2000,
+                    action: SocketCommand::EmitWithAck {
+                        data: r#"["question",1]"#.into(),
+                        attachments: vec![],
+                        timeout_ms: 2000,
+                    },
                 },
             )
             .await
@@ -475,11 +485,13 @@ async fn emit_with_ack_to_a_client(kind: BusKind) {
     let reply = command(
         &s.worker,
         &id,
-        Command::EmitWithAck {
+        Command::Socket {
             socket: id.parse().unwrap(),
-            data: r#"["ignored"]"#.into(),
-            attachments: vec![],
-            timeout_ms: 100,
+            action: SocketCommand::EmitWithAck {
+                data: r#"["ignored"]"#.into(),
+                attachments: vec![],
+                timeout_ms: 100,
+            },
         },
     )
     .await;
@@ -508,9 +520,9 @@ async fn disconnects_reach_workers(kind: BusKind) {
     let reply = command(
         &s.worker,
         &id,
-        Command::Disconnect {
+        Command::Socket {
             socket: id.parse().unwrap(),
-            close: false,
+            action: SocketCommand::Disconnect { close: false },
         },
     )
     .await;
@@ -547,10 +559,12 @@ async fn authorized_namespaces(kind: BusKind) {
             let reply = match req.socket.handshake.auth.as_deref() {
                 Some(r#"{"token":"good"}"#) => {
                     // What the handler emits comes after the CONNECT reply.
-                    let hello = Command::Emit {
+                    let hello = Command::Socket {
                         socket: req.socket.id,
-                        volatile: false,
-                        packet: packet(r#"2/auth,["welcome"]"#, vec![]),
+                        action: SocketCommand::Emit {
+                            volatile: false,
+                            packet: packet(r#"2/auth,["welcome"]"#, vec![]),
+                        },
                     };
                     let subject = subjects().gateway(req.socket.id.gateway());
                     worker

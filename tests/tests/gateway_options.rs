@@ -14,7 +14,7 @@ use std::time::Duration;
 use sio_bus::{Bus, MemoryBus};
 use sio_gateway::Config;
 use sio_protocol::envelope::{
-    self, Command, CommandReply, ConnectReply, ConnectRequest, EncodedPacket,
+    self, Command, CommandReply, ConnectReply, ConnectRequest, EncodedPacket, SocketCommand,
 };
 use sio_protocol::id::SocketId;
 use sio_protocol::subject::Subjects;
@@ -185,12 +185,14 @@ async fn an_upgrade_that_never_completes_keeps_polling() {
 
 /// A worker's emit to one socket, through its gateway's command subject.
 async fn emit(bus: &Arc<dyn Bus>, socket: SocketId, text: String, volatile: bool) {
-    let emit = Command::Emit {
+    let emit = Command::Socket {
         socket,
-        volatile,
-        packet: EncodedPacket {
-            text: text.into(),
-            attachments: vec![],
+        action: SocketCommand::Emit {
+            volatile,
+            packet: EncodedPacket {
+                text: text.into(),
+                attachments: vec![],
+            },
         },
     };
     let subject = Subjects::default().gateway(socket.gateway());
@@ -329,12 +331,13 @@ async fn a_worker_waiting_for_an_ack_hears_at_once_that_the_client_left() {
     let (gw, bus) = gateway(test_config()).await;
     let (ws, sid) = Ws::joined(gw.addr, "/").await;
     let socket: SocketId = sid.parse().unwrap();
-    let ask = Command::EmitWithAck {
+    let ask = Command::Socket {
         socket,
-        data: r#"["question"]"#.into(),
-        attachments: vec![],
-        // Far longer than the request below may wait.
-        timeout_ms: 600_000,
+        action: SocketCommand::EmitWithAck {
+            data: r#"["question"]"#.into(),
+            attachments: vec![], // Far longer than the request below may wait.
+            timeout_ms: 600_000,
+        },
     };
     let subject = Subjects::default().gateway(socket.gateway());
     let request = bus.request(subject, envelope::encode(&ask).unwrap().into(), WAIT);

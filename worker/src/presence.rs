@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sio_protocol::envelope::{self, ControlReply, ControlRequest, ControlResult, Heartbeat};
+use sio_protocol::envelope::{self, ControlReply, ControlRequest, ControlResult};
 use sio_protocol::id::GatewayId;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -28,7 +28,7 @@ pub(crate) struct Presence {
 }
 
 impl Presence {
-    fn saw(&self, hb: &Heartbeat) {
+    fn saw(&self, hb: &envelope::Presence) {
         let interval = Duration::from_millis(hb.interval_ms.max(1));
         let mut gateways = self.gateways.lock().unwrap_or_else(|e| e.into_inner());
         gateways.insert(hb.gateway, (Instant::now(), interval));
@@ -51,7 +51,7 @@ impl Presence {
                 let Some(presence) = weak.upgrade() else {
                     return;
                 };
-                if let Ok(hb) = envelope::decode_owned::<Heartbeat>(&message.payload) {
+                if let Ok(hb) = envelope::decode_owned::<envelope::Presence>(&message.payload) {
                     presence.saw(&hb);
                 }
             }

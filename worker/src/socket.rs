@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sio_protocol::envelope::{self, AckReply, Command, CommandReply, Handshake, SocketContext};
+use sio_protocol::envelope::{
+    self, AckReply, Command, CommandReply, Handshake, SocketCommand, SocketContext,
+};
 use sio_protocol::id::SocketId;
 use sio_protocol::socketio;
 
@@ -128,10 +130,12 @@ impl Socket {
 
     /// Emits to this client only.
     pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), Error> {
-        let command = Command::Emit {
+        let command = Command::Socket {
             socket: self.id(),
-            volatile: false,
-            packet: args::event_packet(self.ns(), event, args)?,
+            action: SocketCommand::Emit {
+                volatile: false,
+                packet: args::event_packet(self.ns(), event, args)?,
+            },
         };
         let subject = self.emitter().subjects.gateway(self.id().gateway());
         Ok(self
@@ -146,10 +150,12 @@ impl Socket {
         let data = args.event_data(event)?;
         let attachments = (!args.attachments.is_empty()).then(|| args.attachments.clone());
         let event = socketio::Event::from_data(data.into(), attachments)?;
-        let command = Command::Emit {
+        let command = Command::Socket {
             socket: self.id(),
-            volatile: false,
-            packet: args::encode(self.ns(), event)?,
+            action: SocketCommand::Emit {
+                volatile: false,
+                packet: args::encode(self.ns(), event)?,
+            },
         };
         let subject = self.emitter().subjects.gateway(self.id().gateway());
         Ok(self
@@ -180,11 +186,13 @@ impl Socket {
         R: DeserializeOwned,
     {
         let (data, attachments) = args::event_data(event, args)?;
-        let command = Command::EmitWithAck {
+        let command = Command::Socket {
             socket: self.id(),
-            data,
-            attachments,
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            action: SocketCommand::EmitWithAck {
+                data,
+                attachments,
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            },
         };
         match self.command(command).await? {
             CommandReply::Ack(AckReply { data, attachments }) => {
@@ -254,9 +262,9 @@ impl Socket {
         {
             return Ok(());
         }
-        self.command(Command::Join {
+        self.command(Command::Socket {
             socket: self.id(),
-            rooms,
+            action: SocketCommand::Join { rooms },
         })
         .await
         .map(drop)
@@ -275,9 +283,9 @@ impl Socket {
         {
             return Ok(());
         }
-        self.command(Command::Leave {
+        self.command(Command::Socket {
             socket: self.id(),
-            rooms,
+            action: SocketCommand::Leave { rooms },
         })
         .await
         .map(drop)
@@ -290,9 +298,9 @@ impl Socket {
         if self.connecting(|a| a.data = Some(json.clone())).is_some() {
             return Ok(());
         }
-        let command = Command::SetData {
+        let command = Command::Socket {
             socket: self.id(),
-            data: Some(json),
+            action: SocketCommand::SetData { data: Some(json) },
         };
         self.command(command).await.map(drop)
     }
@@ -300,9 +308,9 @@ impl Socket {
     /// Disconnects the socket from its namespace (`close`: the whole client
     /// connection). The client sees "io server disconnect".
     pub async fn disconnect(&self, close: bool) -> Result<(), Error> {
-        self.command(Command::Disconnect {
+        self.command(Command::Socket {
             socket: self.id(),
-            close,
+            action: SocketCommand::Disconnect { close },
         })
         .await
         .map(drop)

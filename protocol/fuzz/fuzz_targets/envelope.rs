@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_owned::<CommandReply>(data);
     let _ = decode_owned::<ControlRequest>(data);
     let _ = decode_owned::<ControlReply>(data);
-    if let Ok(hb) = decode_owned::<Heartbeat>(data) {
-        assert_eq!(decode_owned::<Heartbeat>(&encode(&hb).expect("encodes")).ok(), Some(hb));
+    if let Ok(presence) = decode_owned::<Presence>(data) {
+        assert_eq!(decode_owned::<Presence>(&encode(&presence).expect("encodes")).ok(), Some(presence));
     }
 });

@@ -9,7 +9,7 @@
 //! | `P.room.<ns>.<room>`, `P.ns.<ns>` | [`Emit`] | — |
 //! | `P.gw.<gateway-id>` | [`Command`] | [`CommandReply`] |
 //! | `P.ctl` | [`ControlRequest`] | [`ControlReply`], one per gateway |
-//! | `P.hb` | [`Heartbeat`] | — |
+//! | `P.hb` | [`Presence`] | — |
 //!
 //! JSON data (auth, socket data, event arguments) travels as the raw text
 //! the client sent: the gateway never parses it into a tree. Emits carry a
@@ -28,7 +28,7 @@ mod context;
 pub use context::{EncodedContext, EncodedHandshake, SocketState};
 
 /// The envelope format revision. A receiver rejects every other value.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Why an envelope could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,61 +208,50 @@ pub struct Emit {
     pub packet: EncodedPacket,
 }
 
-/// `P.gw.<gateway-id>`: a command for one gateway about its sockets.
+/// `P.gw.<gateway-id>`: a command for one gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Emit to one socket.
-    Emit {
+    /// Something for one of its sockets: the socket is looked up once.
+    Socket {
         socket: SocketId,
-        volatile: bool,
-        packet: EncodedPacket,
+        action: SocketCommand,
     },
-    /// Emit an event to one socket and reply with the client's ack; the
-    /// gateway assigns the ack id.
-    EmitWithAck {
-        socket: SocketId,
-        /// The event's data array as JSON text.
-        data: String,
-        attachments: Vec<Bytes>,
-        timeout_ms: u64,
-    },
-    Join {
-        socket: SocketId,
-        rooms: Vec<String>,
-    },
-    Leave {
-        socket: SocketId,
-        rooms: Vec<String>,
-    },
-    /// Disconnect the socket; with `close`, the whole client connection.
-    Disconnect { socket: SocketId, close: bool },
-    /// Replace the socket's data (JSON text).
-    SetData {
-        socket: SocketId,
-        data: Option<String>,
-    },
-    /// A polling request that reached a gateway not owning its session.
-    Poll(ForwardedRequest),
     /// An emit whose targets include socket-id rooms on this gateway: the
     /// same handling as an emit on a room subject (rooms, except, and once
     /// per socket by emit id).
     Broadcast(Emit),
 }
 
-/// A polling request forwarded to the owning gateway.
+/// What a [`Command::Socket`] asks of the socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ForwardedRequest {
-    pub post: bool,
-    pub query: String,
-    pub body: Bytes,
-}
-
-/// The owning gateway's answer to a forwarded polling request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ForwardedResponse {
-    pub status: u16,
-    pub content_type: String,
-    pub body: Bytes,
+pub enum SocketCommand {
+    /// Emit to the socket.
+    Emit {
+        volatile: bool,
+        packet: EncodedPacket,
+    },
+    /// Emit an event and reply with the client's ack; the gateway assigns
+    /// the ack id.
+    EmitWithAck {
+        /// The event's data array as JSON text.
+        data: String,
+        attachments: Vec<Bytes>,
+        timeout_ms: u64,
+    },
+    Join {
+        rooms: Vec<String>,
+    },
+    Leave {
+        rooms: Vec<String>,
+    },
+    /// Disconnect the socket; with `close`, its whole client connection.
+    Disconnect {
+        close: bool,
+    },
+    /// Replace the socket's data (JSON text).
+    SetData {
+        data: Option<String>,
+    },
 }
 
 /// Reply to a [`Command`] sent as a request.
@@ -274,7 +263,6 @@ pub enum CommandReply {
     Ack(AckReply),
     /// The client did not answer an emit-with-ack in time.
     AckTimeout,
-    Poll(ForwardedResponse),
 }
 
 /// Which sockets a cluster operation applies to.
@@ -324,7 +312,7 @@ pub struct ControlReply {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlResult {
-    Presence(Heartbeat),
+    Presence(Presence),
     Sockets(Vec<SocketContext>),
     /// How many sockets the operation touched.
     Done {
@@ -339,7 +327,7 @@ pub enum ControlResult {
 
 /// `P.hb`: a gateway announcing itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Heartbeat {
+pub struct Presence {
     pub gateway: GatewayId,
     /// Where clients reach it.
     pub address: String,
@@ -377,7 +365,7 @@ mod tests {
 
     #[test]
     fn version_comes_first_and_is_checked() {
-        let hb = Heartbeat {
+        let presence = Presence {
             gateway: GatewayId::from_bytes([1; 8]),
             address: "127.0.0.1:3000".into(),
             sockets: 3,
@@ -385,28 +373,29 @@ mod tests {
             interval_ms: 5000,
             ready: true,
         };
-        let bytes = encode(&hb).unwrap();
-        assert_eq!(bytes.first(), Some(&1), "varint version 1");
-        assert_eq!(decode_owned::<Heartbeat>(&bytes), Ok(hb.clone()));
+        let bytes = encode(&presence).unwrap();
+        assert_eq!(bytes.first(), Some(&2), "varint version 2");
+        assert_eq!(decode_owned::<Presence>(&bytes), Ok(presence.clone()));
         let mut other = bytes.clone();
-        other[0] = 2;
+        other[0] = 1;
         assert_eq!(
-            decode_owned::<Heartbeat>(&other),
-            Err(Error::UnknownVersion(2))
+            decode_owned::<Presence>(&other),
+            Err(Error::UnknownVersion(1)),
+            "the envelopes before commands were per socket"
         );
         // A version that is not even a valid varint, truncation and padding.
         assert!(matches!(
-            decode_owned::<Heartbeat>(&[0xff; 4]),
+            decode_owned::<Presence>(&[0xff; 4]),
             Err(Error::Malformed(_))
         ));
         assert!(matches!(
-            decode_owned::<Heartbeat>(&[]),
+            decode_owned::<Presence>(&[]),
             Err(Error::Malformed(_))
         ));
         for cut in 1..bytes.len() {
             assert!(
                 matches!(
-                    decode_owned::<Heartbeat>(&bytes[..cut]),
+                    decode_owned::<Presence>(&bytes[..cut]),
                     Err(Error::Malformed(_))
                 ),
                 "{cut}"
@@ -415,7 +404,7 @@ mod tests {
         let mut padded = bytes;
         padded.push(0);
         assert!(matches!(
-            decode_owned::<Heartbeat>(&padded),
+            decode_owned::<Presence>(&padded),
             Err(Error::Malformed(_))
         ));
     }
@@ -477,38 +466,43 @@ mod tests {
                 volatile: true,
                 packet: packet.clone(),
             },
-            Command::Emit {
+            Command::Socket {
                 socket: id,
-                volatile: false,
-                packet: packet.clone()
+                action: SocketCommand::Emit {
+                    volatile: false,
+                    packet: packet.clone()
+                }
             },
-            Command::EmitWithAck {
+            Command::Socket {
                 socket: id,
-                data: r#"["q"]"#.into(),
-                attachments: vec![],
-                timeout_ms: 5000
+                action: SocketCommand::EmitWithAck {
+                    data: r#"["q"]"#.into(),
+                    attachments: vec![],
+                    timeout_ms: 5000
+                }
             },
-            Command::Join {
+            Command::Socket {
                 socket: id,
-                rooms: vec!["a".into()]
+                action: SocketCommand::Join {
+                    rooms: vec!["a".into()]
+                }
             },
-            Command::Leave {
+            Command::Socket {
                 socket: id,
-                rooms: vec!["a".into()]
+                action: SocketCommand::Leave {
+                    rooms: vec!["a".into()]
+                }
             },
-            Command::Disconnect {
+            Command::Socket {
                 socket: id,
-                close: true
+                action: SocketCommand::Disconnect { close: true }
             },
-            Command::SetData {
+            Command::Socket {
                 socket: id,
-                data: Some("1".into())
+                action: SocketCommand::SetData {
+                    data: Some("1".into())
+                }
             },
-            Command::Poll(ForwardedRequest {
-                post: true,
-                query: "EIO=4".into(),
-                body: Bytes::from_static(b"4x")
-            }),
             Command::Broadcast(Emit {
                 id: EmitId(1),
                 ns: "/".into(),
@@ -521,11 +515,6 @@ mod tests {
             CommandReply::UnknownSocket,
             CommandReply::AckTimeout,
             CommandReply::Ack(AckReply::default()),
-            CommandReply::Poll(ForwardedResponse {
-                status: 200,
-                content_type: "text/plain".into(),
-                body: Bytes::new()
-            }),
             ControlRequest::Presence,
             ControlRequest::FetchSockets(selector.clone()),
             ControlRequest::SocketsJoin {
