@@ -5,6 +5,8 @@
 //! defaults. Lists are comma-separated everywhere (`--nats a,b`,
 //! `SIO_NATS=a,b`); booleans take `--flag`, `--flag=false` or
 //! `SIO_FLAG=true`.
+//!
+//! Over 400 lines: 140 of them are the unit tests of the precedence rules.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;

@@ -4,10 +4,12 @@
 //! its local members. It holds no application logic.
 //!
 //! Data flow: [`http`](crate) accepts a request → a transport decodes
-//! Engine.IO packets → the socket layer decodes Socket.IO packets and
-//! publishes events on `P.ev.<ns>.<event>` → workers answer acks and emit
-//! on `P.room.*` / `P.ns.*` / `P.gw.<id>` → the gateway frames each emit
-//! once and queues it to every local recipient's bounded outbox.
+//! Engine.IO packets into the session → the client's Socket.IO core decodes
+//! Socket.IO packets and decides (an `Action`) → the dispatch publishes
+//! events on `P.ev.<ns>.<event>` → workers answer acks and emit on
+//! `P.room.*` / `P.ns.*` / `P.gw.<id>` → the gateway frames each emit once
+//! and queues it to every local recipient's bounded outbox. The layers and
+//! where a change goes: `gateway/README.md`.
 //!
 //! Embed it in another axum app with [`Gateway::router`], or run the
 //! binary `sio-gateway`.

@@ -151,6 +151,54 @@ fn envelopes(c: &mut Criterion) {
     g.bench_function("encode", |b| {
         b.iter(|| black_box(envelope::encode(black_box(&event)).unwrap().len()))
     });
+    // Per client event, what the gateway once did (decode the session's
+    // stored handshake, rebuild the socket context, encode it all) against
+    // what it does now (splice the context kept encoded).
+    let stored = envelope::encode(&event.socket.handshake).unwrap();
+    g.bench_function("per_event_rebuilt", |b| {
+        b.iter(|| {
+            let mut handshake: Handshake = envelope::decode_owned(black_box(&stored)).unwrap();
+            handshake.auth.clone_from(&event.socket.handshake.auth);
+            let rebuilt = envelope::Event {
+                socket: SocketContext {
+                    id: event.socket.id,
+                    ns: event.socket.ns.clone(),
+                    handshake,
+                    data: event.socket.data.clone(),
+                    rooms: event.socket.rooms.clone(),
+                },
+                event: Cow::Borrowed(&event.event),
+                data: Cow::Borrowed(&event.data),
+                attachments: Vec::new(),
+            };
+            black_box(envelope::encode(&rebuilt).unwrap().len())
+        })
+    });
+    let spliced = envelope::EncodedContext::new(
+        event.socket.id,
+        &event.socket.ns,
+        envelope::EncodedHandshake::new(&event.socket.handshake).unwrap(),
+        &envelope::SocketState {
+            auth: event.socket.handshake.auth.clone(),
+            data: event.socket.data.clone(),
+            rooms: event.socket.rooms.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        spliced.event(&event.event, &event.data, &[]).unwrap(),
+        bytes
+    );
+    g.bench_function("per_event_spliced", |b| {
+        b.iter(|| {
+            black_box(
+                spliced
+                    .event(black_box(&event.event), &event.data, &[])
+                    .unwrap()
+                    .len(),
+            )
+        })
+    });
     g.bench_function("decode", |b| {
         b.iter(|| {
             black_box(

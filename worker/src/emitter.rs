@@ -74,7 +74,7 @@ impl Emitter {
         request: &ControlRequest,
         timeout: Duration,
     ) -> Result<Vec<ControlResult>, Error> {
-        let expected = self.presence.live(self).await?;
+        let expected = self.presence.live(&self.bus, &self.subjects).await?;
         let payload: Bytes = envelope::encode(request)?.into();
         let answers = self
             .bus

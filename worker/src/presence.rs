@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sio_bus::Bus;
 use sio_protocol::envelope::{self, ControlReply, ControlRequest, ControlResult};
 use sio_protocol::id::GatewayId;
+use sio_protocol::subject::Subjects;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::emitter::Emitter;
 
 /// How long the first look waits for gateways to say they are there.
 const FIRST_LOOK: Duration = Duration::from_millis(250);
@@ -35,16 +36,22 @@ impl Presence {
     }
 
     /// The number of gateways alive now.
-    pub(crate) async fn live(self: &Arc<Self>, emitter: &Emitter) -> Result<usize, Error> {
-        self.started.get_or_try_init(|| self.start(emitter)).await?;
+    pub(crate) async fn live(
+        self: &Arc<Self>,
+        bus: &Arc<dyn Bus>,
+        subjects: &Subjects,
+    ) -> Result<usize, Error> {
+        self.started
+            .get_or_try_init(|| self.start(bus, subjects))
+            .await?;
         let now = Instant::now();
         let mut gateways = self.gateways.lock().unwrap_or_else(|e| e.into_inner());
         gateways.retain(|_, (seen, interval)| now.duration_since(*seen) <= *interval * 2);
         Ok(gateways.len())
     }
 
-    async fn start(self: &Arc<Self>, emitter: &Emitter) -> Result<(), Error> {
-        let mut heartbeats = emitter.bus.subscribe(emitter.subjects.heartbeat()).await?;
+    async fn start(self: &Arc<Self>, bus: &Arc<dyn Bus>, subjects: &Subjects) -> Result<(), Error> {
+        let mut heartbeats = bus.subscribe(subjects.heartbeat()).await?;
         let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             while let Some(message) = heartbeats.next().await {
@@ -57,9 +64,8 @@ impl Presence {
             }
         });
         let request: Bytes = envelope::encode(&ControlRequest::Presence)?.into();
-        let answers = emitter
-            .bus
-            .gather(emitter.subjects.control(), request, usize::MAX, FIRST_LOOK)
+        let answers = bus
+            .gather(subjects.control(), request, usize::MAX, FIRST_LOOK)
             .await?;
         for answer in answers {
             if let Ok(ControlReply {
