@@ -49,10 +49,7 @@ async fn echo_worker(bus: Arc<dyn Bus>) -> Result<(), Box<dyn std::error::Error 
             socket: event.socket.id,
             action: SocketCommand::Emit {
                 volatile: false,
-                packet: EncodedPacket {
-                    text: text.into(),
-                    attachments: event.attachments.clone(),
-                },
+                packet: EncodedPacket::from_text(&text, event.attachments.clone()),
             },
         };
         let subject = format!("sio.gw.{}", event.socket.id.gateway());

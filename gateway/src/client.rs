@@ -57,7 +57,9 @@ pub(crate) struct Rules<'a> {
 /// What one message from the client calls for.
 #[derive(Debug)]
 pub(crate) enum Action {
-    /// Nothing (yet: a binary packet waits for its attachments).
+    /// No packet yet: a binary packet waits for its attachments.
+    Pending,
+    /// Nothing to do.
     None,
     /// End the session.
     Close(Fault),
@@ -112,7 +114,7 @@ impl Client {
         let decoded = self.state().decoder.decode_text(text);
         match decoded {
             Ok(Some(packet)) => self.packet(packet, rules),
-            Ok(None) => Action::None,
+            Ok(None) => Action::Pending,
             Err(_) => Action::Close(Fault::Parse),
         }
     }
@@ -122,7 +124,7 @@ impl Client {
         let decoded = self.state().decoder.decode_binary(data);
         match decoded {
             Ok(Some(packet)) => self.packet(packet, rules),
-            Ok(None) => Action::None,
+            Ok(None) => Action::Pending,
             Err(_) => Action::Close(Fault::Parse),
         }
     }
@@ -449,6 +451,26 @@ mod tests {
         ));
         assert!(f.client.remove(&socket));
         assert!(!f.client.remove(&socket), "once");
+        Ok(())
+    }
+
+    #[test]
+    fn a_binary_event_waits_for_its_attachment() -> Test {
+        let f = Fixture::new(config(false))?;
+        f.joined();
+        let header = r#"51-["up",{"_placeholder":true,"num":0}]"#;
+        assert!(matches!(f.send(header), Action::Pending));
+        let rules = Rules {
+            config: &f.config,
+            subjects: &f.subjects,
+            gateway: f.gateway,
+        };
+        let Action::Publish { payload, .. } = f.client.binary(Bytes::from_static(&[1, 2]), rules)
+        else {
+            panic!("the complete event is published");
+        };
+        let event: envelope::Event<'_> = envelope::decode(&payload)?;
+        assert_eq!(event.attachments, [Bytes::from_static(&[1, 2])]);
         Ok(())
     }
 

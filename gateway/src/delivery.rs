@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sio_protocol::engineio;
-use sio_protocol::envelope::{self, Emit, EncodedPacket};
+use axum::extract::ws::Utf8Bytes;
+use sio_protocol::envelope::{Emit, EncodedPacket};
 use tokio::sync::watch;
 
 use crate::node::Node;
@@ -62,9 +62,9 @@ fn interest(node: &Arc<Node>, target: Target<'_>) -> Interest {
     Interest::new(task.abort_handle(), ready_rx)
 }
 
-fn on_emit(node: &Arc<Node>, payload: &[u8]) {
+fn on_emit(node: &Arc<Node>, payload: &bytes::Bytes) {
     node.metrics.emits_received.inc();
-    match envelope::decode_owned(payload) {
+    match Emit::decode_shared(payload) {
         Ok(emit) => deliver_emit(node, &emit),
         Err(error) => {
             tracing::error!(%error, "bad emit envelope");
@@ -98,18 +98,18 @@ pub(crate) fn deliver(node: &Arc<Node>, socket: &Socket, frames: &[Frame], volat
     node.metrics.emits_delivered.inc();
 }
 
-/// The Engine.IO frames of a Socket.IO packet encoded by a worker; `None`
-/// (counted) if its text is not UTF-8.
+/// The Engine.IO frames of a packet a worker encoded, sharing its bytes;
+/// `None` (counted) unless its message is an Engine.IO message in UTF-8.
 pub(crate) fn packet_frames(node: &Node, packet: &EncodedPacket) -> Option<Vec<Frame>> {
-    let Ok(text) = engineio::Frame::<String>::message_bytes(&packet.text) else {
+    let message = Some(packet.message.clone())
+        .filter(|m| m.first() == Some(&b'4'))
+        .and_then(|m| Utf8Bytes::try_from(m).ok());
+    let Some(message) = message else {
         node.metrics.drop("bad_envelope");
         return None;
     };
     let mut frames = Vec::with_capacity(1 + packet.attachments.len());
-    frames.push(match text {
-        engineio::Frame::Text(text) => Frame::Text(text.into()),
-        engineio::Frame::Binary(data) => Frame::Binary(data),
-    });
+    frames.push(Frame::Text(message));
     frames.extend(packet.attachments.iter().cloned().map(Frame::Binary));
     Some(frames)
 }

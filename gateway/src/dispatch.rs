@@ -28,11 +28,12 @@ pub(crate) async fn binary(node: &Arc<Node>, client: &Arc<Client>, data: Bytes) 
 }
 
 async fn run(node: &Arc<Node>, client: &Arc<Client>, action: Action) {
-    if !matches!(action, Action::None | Action::Close(Fault::Parse)) {
+    // Every packet the client completed, whatever it led to.
+    if !matches!(action, Action::Pending | Action::Close(Fault::Parse)) {
         node.metrics.packets_in.inc();
     }
     match action {
-        Action::None => {}
+        Action::Pending | Action::None => {}
         Action::Close(fault) => node.close(&client.session, fault),
         Action::Send(frames) => node.send(&client.session, frames),
         Action::Connect { socket, authorize } => connect(node, client, socket, authorize).await,

@@ -79,8 +79,9 @@ impl Node {
 
     /// A session's client is served from now on.
     pub(crate) fn open(&self, client: Arc<Client>, transport: Transport) {
+        // In the registry first: the timer finds a session by its sid.
+        self.registry.add_client(client.clone());
         self.schedule(&client);
-        self.registry.add_client(client);
         self.metrics.sessions.inc();
         self.metrics.connection(transport.as_str(), 1);
     }

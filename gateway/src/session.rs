@@ -129,6 +129,34 @@ impl Session {
         self.outbox.closed().await;
     }
 
+    /// A websocket probes this session: true if it may upgrade (a polling
+    /// session, open, not upgrading already), and the probe begins.
+    pub(crate) fn begin_upgrade(&self, allowed: bool) -> bool {
+        let mut state = self.state();
+        let eligible = allowed
+            && state.transport == Transport::Polling
+            && state.upgrade == Upgrade::None
+            && !self.is_closed();
+        if eligible {
+            state.upgrade = Upgrade::Probing;
+        }
+        eligible
+    }
+
+    /// The probe failed or timed out: polling goes on, and may upgrade
+    /// again.
+    pub(crate) fn abort_upgrade(&self) {
+        self.state().upgrade = Upgrade::None;
+    }
+
+    /// The client sent the upgrade packet: the websocket carries the
+    /// session from now on.
+    pub(crate) fn finish_upgrade(&self) {
+        let mut state = self.state();
+        state.transport = Transport::Websocket;
+        state.upgrade = Upgrade::Done;
+    }
+
     /// The packet a polling GET adds after the last frames of a session
     /// that ended while polling: the close packet for a close the server
     /// started; a noop when the client closed it (its close is done, and
@@ -290,6 +318,26 @@ mod tests {
             Inbound::Close(Fault::ClientPing)
         );
         assert_eq!(s.receive(Packet::Noop, 0, 300), Inbound::Nothing);
+        Ok(())
+    }
+
+    #[test]
+    fn an_upgrade_is_probed_once_and_finishes_once() -> Result<(), Box<dyn std::error::Error>> {
+        let s = session(300)?;
+        assert!(!s.begin_upgrade(false), "upgrades off");
+        assert!(s.begin_upgrade(true));
+        assert!(!s.begin_upgrade(true), "one probe at a time");
+        s.abort_upgrade();
+        assert!(s.begin_upgrade(true), "a failed probe may be retried");
+        s.finish_upgrade();
+        assert_eq!(s.state().transport, Transport::Websocket);
+        assert!(
+            !s.begin_upgrade(true),
+            "a websocket session does not upgrade"
+        );
+        let closed = session(300)?;
+        closed.close(Fault::ClientClose);
+        assert!(!closed.begin_upgrade(true), "nor does a closed one");
         Ok(())
     }
 

@@ -170,8 +170,10 @@ fn socket() -> impl Strategy<Value = SocketContext> {
 }
 
 fn encoded() -> impl Strategy<Value = EncodedPacket> {
-    (bytes(), vec(bytes(), 0..3))
-        .prop_map(|(text, attachments)| EncodedPacket { text, attachments })
+    (bytes(), vec(bytes(), 0..3)).prop_map(|(message, attachments)| EncodedPacket {
+        message,
+        attachments,
+    })
 }
 
 fn ack_reply() -> impl Strategy<Value = AckReply> {

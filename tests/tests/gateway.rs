@@ -67,10 +67,7 @@ async fn command(worker: &Arc<dyn Bus>, socket: &str, command: Command) -> Comma
 }
 
 fn packet(text: &str, attachments: Vec<Bytes>) -> EncodedPacket {
-    EncodedPacket {
-        text: Bytes::copy_from_slice(text.as_bytes()),
-        attachments,
-    }
+    EncodedPacket::from_text(text, attachments)
 }
 
 on_both_buses!(

@@ -189,10 +189,7 @@ async fn emit(bus: &Arc<dyn Bus>, socket: SocketId, text: String, volatile: bool
         socket,
         action: SocketCommand::Emit {
             volatile,
-            packet: EncodedPacket {
-                text: text.into(),
-                attachments: vec![],
-            },
+            packet: EncodedPacket::from_text(&text, vec![]),
         },
     };
     let subject = Subjects::default().gateway(socket.gateway());

@@ -60,11 +60,7 @@ fn binary_part(attachments: Vec<Bytes>) -> Option<Vec<Bytes>> {
 }
 
 pub(crate) fn encode(ns: &str, event: Event<'_>) -> Result<EncodedPacket, Error> {
-    let packet = Packet::new(ns, Kind::Event(event));
-    Ok(EncodedPacket {
-        text: packet.to_text().into(),
-        attachments: packet.attachments().to_vec(),
-    })
+    Ok(EncodedPacket::new(&Packet::new(ns, Kind::Event(event))))
 }
 
 /// Arguments exactly as the client sent them: a JSON array and the
@@ -206,11 +202,11 @@ mod tests {
             Err(Error::NotAnArray(_))
         ));
         let packet = event_packet("/chat", "m", &("a",)).unwrap();
-        assert_eq!(&packet.text[..], br#"2/chat,["m","a"]"#);
+        assert_eq!(&packet.message[..], br#"42/chat,["m","a"]"#);
         let packet = event_packet("/", "up", &(Bytes::from_static(b"x"),)).unwrap();
         assert_eq!(
-            &packet.text[..],
-            br#"51-["up",{"_placeholder":true,"num":0}]"#
+            &packet.message[..],
+            br#"451-["up",{"_placeholder":true,"num":0}]"#
         );
     }
 

@@ -14,7 +14,7 @@ use crate::config::{Transport, ms};
 use crate::fault::Fault;
 use crate::node::Node;
 use crate::outbox::{Frame, Reader};
-use crate::session::{Session, Upgrade};
+use crate::session::Session;
 
 /// Serves a session that starts on this websocket: OPEN, then packets.
 ///
@@ -66,18 +66,7 @@ pub(crate) fn upgrade(
 /// The upgrade handshake; the session's reader once the websocket carries
 /// the session.
 async fn probe(node: &Node, session: &Session, ws: &mut WebSocket) -> Option<Reader> {
-    let eligible = {
-        let mut state = session.state();
-        let eligible = node.config.allow_upgrades
-            && state.transport == Transport::Polling
-            && state.upgrade == Upgrade::None
-            && !session.is_closed();
-        if eligible {
-            state.upgrade = Upgrade::Probing;
-        }
-        eligible
-    };
-    if !eligible {
+    if !session.begin_upgrade(node.config.allow_upgrades) {
         return None;
     }
     let deadline = tokio::time::Instant::now() + ms(node.config.upgrade_timeout);
@@ -110,14 +99,10 @@ async fn probe(node: &Node, session: &Session, ws: &mut WebSocket) -> Option<Rea
         }
     };
     if !upgraded {
-        session.state().upgrade = Upgrade::None;
+        session.abort_upgrade();
         return None;
     }
-    {
-        let mut state = session.state();
-        state.transport = Transport::Websocket;
-        state.upgrade = Upgrade::Done;
-    }
+    session.finish_upgrade();
     node.metrics.connection(Transport::Polling.as_str(), -1);
     node.metrics.connection(Transport::Websocket.as_str(), 1);
     tokio::select! {

@@ -61,13 +61,6 @@ impl<T: From<String>> Frame<T> {
         write(&mut text);
         Self::Text(T::from(text))
     }
-
-    /// A message whose text arrived as bytes (from the bus): checked to be
-    /// UTF-8 and copied once behind the type digit.
-    pub fn message_bytes(text: &[u8]) -> Result<Self, Error> {
-        let text = std::str::from_utf8(text).map_err(|_| Error::InvalidUtf8)?;
-        Ok(Self::message_with(text.len(), |out| out.push_str(text)))
-    }
 }
 
 impl<T: std::ops::Deref<Target = str>> Frame<T> {
@@ -126,14 +119,6 @@ mod tests {
         assert_eq!(bin.len(), 2);
         let built: Frame = Frame::message_with(8, |out| out.push_str("2[\"a\"]"));
         assert_eq!(built, Frame::Text("42[\"a\"]".into()));
-        assert_eq!(
-            Frame::<String>::message_bytes(b"0"),
-            Ok(Frame::Text("40".into()))
-        );
-        assert_eq!(
-            Frame::<String>::message_bytes(b"\xff"),
-            Err(Error::InvalidUtf8)
-        );
         // A text frame beginning with `b` is base64, as in the reference parser.
         let b64: Frame<&str> = Frame::Text("bAA==");
         assert_eq!(b64.decode(), Ok(Packet::Binary(vec![0].into())));

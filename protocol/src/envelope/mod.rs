@@ -13,8 +13,8 @@
 //!
 //! JSON data (auth, socket data, event arguments) travels as the raw text
 //! the client sent: the gateway never parses it into a tree. Emits carry a
-//! Socket.IO packet already encoded, so a gateway frames it once for all
-//! its recipients.
+//! Socket.IO packet already encoded as its Engine.IO frames, so a gateway
+//! slices them out of the envelope once for all its recipients.
 
 use std::borrow::Cow;
 
@@ -188,11 +188,51 @@ impl EmitId {
     }
 }
 
-/// An already-encoded Socket.IO packet: its text part and attachments.
+/// A Socket.IO packet encoded once, by its sender, as the Engine.IO
+/// frames it travels in: the message (`4` + the packet's text) and the
+/// attachments. A gateway slices the message out of the envelope it
+/// received ([`Emit::decode_shared`]) and hands the same bytes to every
+/// recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct EncodedPacket {
-    pub text: Bytes,
+    pub message: Bytes,
     pub attachments: Vec<Bytes>,
+}
+
+impl EncodedPacket {
+    pub fn new(packet: &crate::socketio::Packet<'_>) -> Self {
+        let mut message = String::with_capacity(64);
+        message.push('4');
+        packet.encode(&mut message);
+        Self {
+            message: Bytes::from(message),
+            attachments: packet.attachments().to_vec(),
+        }
+    }
+
+    /// From a Socket.IO packet's text as it is (`2["event",…]`).
+    pub fn from_text(text: &str, attachments: Vec<Bytes>) -> Self {
+        let mut message = Vec::with_capacity(text.len() + 1);
+        message.push(b'4');
+        message.extend_from_slice(text.as_bytes());
+        Self {
+            message: Bytes::from(message),
+            attachments,
+        }
+    }
+}
+
+/// [`Emit`] as it lies in a received envelope, its message borrowed
+/// (postcard writes a nested struct as its fields in order).
+#[derive(Deserialize)]
+struct EmitView<'a> {
+    id: EmitId,
+    ns: String,
+    rooms: Vec<String>,
+    except: Vec<String>,
+    volatile: bool,
+    message: &'a [u8],
+    attachments: Vec<Bytes>,
 }
 
 /// `P.room.<ns>.<room>` and `P.ns.<ns>`: an emit to the local members of
@@ -206,6 +246,25 @@ pub struct Emit {
     /// Dropped rather than queued for a socket that is not ready.
     pub volatile: bool,
     pub packet: EncodedPacket,
+}
+
+impl Emit {
+    /// Decodes an emit whose message shares `payload`'s buffer: the one
+    /// copy of a broadcast's text a gateway holds is the one it received.
+    pub fn decode_shared(payload: &Bytes) -> Result<Self, Error> {
+        let view: EmitView<'_> = decode(payload)?;
+        Ok(Self {
+            id: view.id,
+            ns: view.ns,
+            rooms: view.rooms,
+            except: view.except,
+            volatile: view.volatile,
+            packet: EncodedPacket {
+                message: payload.slice_ref(view.message),
+                attachments: view.attachments,
+            },
+        })
+    }
 }
 
 /// `P.gw.<gateway-id>`: a command for one gateway.
@@ -424,11 +483,30 @@ mod tests {
     }
 
     #[test]
-    fn every_body_round_trips() {
-        let packet = EncodedPacket {
-            text: Bytes::from_static(br#"2["x"]"#),
-            attachments: vec![],
+    fn an_emit_decodes_sharing_the_envelope() {
+        let emit = Emit {
+            id: EmitId(7),
+            ns: "/".into(),
+            rooms: vec!["a".into()],
+            except: vec![],
+            volatile: false,
+            packet: EncodedPacket::from_text(r#"2["x"]"#, vec![Bytes::from_static(&[1])]),
         };
+        assert_eq!(&emit.packet.message[..], br#"42["x"]"#);
+        let payload = Bytes::from(encode(&emit).unwrap());
+        let shared = Emit::decode_shared(&payload).unwrap();
+        assert_eq!(shared, emit);
+        let range = payload.as_ptr() as usize..payload.as_ptr() as usize + payload.len();
+        assert!(
+            range.contains(&(shared.packet.message.as_ptr() as usize)),
+            "a slice, not a copy"
+        );
+        assert!(Emit::decode_shared(&payload.slice(..payload.len() - 1)).is_err());
+    }
+
+    #[test]
+    fn every_body_round_trips() {
+        let packet = EncodedPacket::from_text(r#"2["x"]"#, vec![]);
         let id = socket().id;
         let selector = Selector {
             ns: "/".into(),
