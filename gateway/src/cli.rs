@@ -189,6 +189,7 @@ options! {
     ws_read_buffer: usize => "Websocket read buffer per connection, bytes [default: 1024]",
     ws_write_buffer: usize => "Websocket write buffer per connection, bytes [default: 4096]",
     max_attachments: usize => "Most binary attachments in one packet [default: 64]",
+    max_namespaces: usize => "Most namespaces one client may join at once [default: 32]",
     heartbeat_interval: u64 => "Milliseconds between presence heartbeats on P.hb [default: 5000]",
     drain_timeout: u64 => "Milliseconds a graceful drain may take [default: 10000]",
     log_format: LogFormat => "Log format: text or json [default: text]",

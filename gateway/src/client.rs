@@ -65,6 +65,8 @@ pub(crate) enum Action {
     Close(Fault),
     /// Answer the client.
     Send(Vec<Frame>),
+    /// Refuse a connect past `--max-namespaces` with this answer (counted).
+    Refuse(Vec<Frame>),
     /// A new socket. With `authorize`, the workers decide on it over
     /// `P.conn` (a request); without, it is live at once and they are told.
     Connect {
@@ -176,9 +178,7 @@ impl Client {
 
     fn connect(&self, ns: String, auth: Option<String>, rules: Rules<'_>) -> Action {
         let config = rules.config;
-        let allowed = config.namespaces.contains(&ns)
-            || config.namespace_patterns.iter().any(|p| glob(p, &ns));
-        if !allowed {
+        if namespace_label(config, &ns).is_none() {
             let refusal = Kind::ConnectError(error_object("Invalid namespace").into());
             return Action::Send(socket::frames(&Packet::new(ns, refusal)));
         }
@@ -187,6 +187,11 @@ impl Client {
             let mut state = self.state();
             if state.sockets.contains_key(&ns) || state.connecting.contains(&ns) {
                 return Action::None;
+            }
+            if state.sockets.len() + state.connecting.len() >= config.max_namespaces {
+                drop(state);
+                let refusal = Kind::ConnectError(error_object("Too many namespaces").into());
+                return Action::Refuse(socket::frames(&Packet::new(ns, refusal)));
             }
             if authorize {
                 state.connecting.insert(ns.clone());
@@ -277,6 +282,20 @@ impl Drop for Asking {
 /// A `connect_error` / ack error payload: `{"message": …}`.
 pub(crate) fn error_object(message: &str) -> String {
     serde_json::json!({ "message": message }).to_string()
+}
+
+/// The name a namespace is known by in the metrics: its own when it is
+/// configured by name, else the first pattern that admits it (a bounded
+/// set of labels, whatever names clients make up); `None` if neither
+/// admits it.
+pub(crate) fn namespace_label<'c>(config: &'c Config, ns: &str) -> Option<&'c str> {
+    config
+        .namespaces
+        .iter()
+        .chain(&config.namespace_patterns)
+        .find(|n| *n == ns)
+        .or_else(|| config.namespace_patterns.iter().find(|p| glob(p, ns)))
+        .map(String::as_str)
 }
 
 /// Matches `*` against any run of characters.
@@ -482,6 +501,48 @@ mod tests {
         assert!(matches!(f.send(&format!("3{id}[\"ok\"]")), Action::None));
         assert_eq!(answer.try_recv()?.data, "[\"ok\"]");
         Ok(())
+    }
+
+    #[test]
+    fn namespaces_per_client_are_capped() -> Test {
+        let mut config = config(true);
+        config.namespace_patterns = vec!["/room-*".into()];
+        config.max_namespaces = 2;
+        let f = Fixture::new(config)?;
+        assert!(matches!(f.send("0/room-1,"), Action::Connect { .. }));
+        assert!(
+            matches!(f.send("0/room-2,"), Action::Connect { .. }),
+            "deciding counts too"
+        );
+        let Action::Refuse(frames) = f.send("0/room-3,") else {
+            panic!("the third is one too many");
+        };
+        assert_eq!(
+            frames,
+            [Frame::Text(
+                "44/room-3,{\"message\":\"Too many namespaces\"}".into()
+            )]
+        );
+        f.client.decided("/room-1");
+        assert!(
+            matches!(f.send("0/room-3,"), Action::Connect { .. }),
+            "a slot freed"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn metrics_label_namespaces_by_what_admitted_them() {
+        let config = Config {
+            namespaces: vec!["/".into(), "/chat".into()],
+            namespace_patterns: vec!["/room-*".into(), "*".into()],
+            ..Config::default()
+        };
+        assert_eq!(namespace_label(&config, "/chat"), Some("/chat"));
+        assert_eq!(namespace_label(&config, "/room-42"), Some("/room-*"));
+        assert_eq!(namespace_label(&config, "/other"), Some("*"));
+        let closed = Config::default();
+        assert_eq!(namespace_label(&closed, "/other"), None);
     }
 
     #[test]

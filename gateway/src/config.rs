@@ -128,6 +128,10 @@ pub struct Config {
     pub ws_write_buffer: usize,
     /// Most attachments in one binary packet.
     pub max_attachments: usize,
+    /// Most namespaces one client may join (or be joining) at once: each
+    /// holds a socket, and a client of `--namespace-patterns` could
+    /// otherwise open any number.
+    pub max_namespaces: usize,
 
     /// Milliseconds between presence heartbeats on `P.hb`.
     pub heartbeat_interval: u64,
@@ -184,6 +188,7 @@ impl Default for Config {
             ws_read_buffer: 1024,
             ws_write_buffer: 4096,
             max_attachments: 64,
+            max_namespaces: 32,
             heartbeat_interval: 5_000,
             drain_timeout: 10_000,
             log_format: LogFormat::Text,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sio_protocol::envelope::{self, AckReply, ConnectReply};
 use sio_protocol::socketio::{Ack, Kind, Packet};
 
-use crate::client::{Action, Asking, Client, error_object};
+use crate::client::{Action, Asking, Client, error_object, namespace_label};
 use crate::config::ms;
 use crate::delivery;
 use crate::fault::Fault;
@@ -36,6 +36,10 @@ async fn run(node: &Arc<Node>, client: &Arc<Client>, action: Action) {
         Action::Pending | Action::None => {}
         Action::Close(fault) => node.close(&client.session, fault),
         Action::Send(frames) => node.send(&client.session, frames),
+        Action::Refuse(frames) => {
+            node.metrics.drop("namespace_limit");
+            node.send(&client.session, frames);
+        }
         Action::Connect { socket, authorize } => connect(node, client, socket, authorize).await,
         Action::Leave(socket, reason) => node.remove_socket(client, &socket, reason),
         Action::Publish { subject, payload } => node.publish(subject, payload).await,
@@ -115,7 +119,8 @@ async fn establish(
         return;
     }
     node.registry.add_socket(socket.clone());
-    node.metrics.socket_joined(&socket.ns);
+    node.metrics
+        .socket_joined(namespace_label(&node.config, &socket.ns));
     let ready = delivery::join(node, &socket, &rooms);
     let reply = serde_json::json!({ "sid": socket.id.to_string() }).to_string();
     let reply = Packet::new(socket.ns.clone(), Kind::Connect(Some(reply.into())));

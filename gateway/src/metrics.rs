@@ -119,18 +119,21 @@ impl Metrics {
             .inc_by(delta);
     }
 
-    pub(crate) fn socket_joined(&self, ns: &str) {
+    /// A socket joined a namespace known as `label` (see
+    /// `client::namespace_label`: a configured name or pattern, so the
+    /// label set is bounded).
+    pub(crate) fn socket_joined(&self, label: Option<&str>) {
         self.sockets
             .get_or_create(&NamespaceLabel {
-                namespace: ns.to_owned(),
+                namespace: label.unwrap_or_default().to_owned(),
             })
             .inc();
     }
 
-    pub(crate) fn socket_left(&self, ns: &str) {
+    pub(crate) fn socket_left(&self, label: Option<&str>) {
         self.sockets
             .get_or_create(&NamespaceLabel {
-                namespace: ns.to_owned(),
+                namespace: label.unwrap_or_default().to_owned(),
             })
             .dec();
     }

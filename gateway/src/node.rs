@@ -160,7 +160,8 @@ impl Node {
         }
         self.registry.remove_socket(&socket.id);
         socket.forget_acks();
-        self.metrics.socket_left(&socket.ns);
+        self.metrics
+            .socket_left(crate::client::namespace_label(&self.config, &socket.ns));
         let payload = socket.disconnect(reason);
         self.registry.unindex(socket);
         let Ok(payload) = payload else { return };

@@ -380,3 +380,41 @@ async fn a_client_may_not_start_acks_faster_than_workers_answer() {
         "{metrics}"
     );
 }
+
+/// A client of `--namespace-patterns` may join at most
+/// `--max-namespaces` namespaces, and the metrics label them by the
+/// pattern that admitted them, not by the names the client made up.
+#[tokio::test]
+async fn namespaces_per_client_are_capped_and_labelled_by_pattern() {
+    let mut config = test_config();
+    config.namespace_patterns = vec!["/room-*".into()];
+    config.max_namespaces = 2;
+    let (gw, _bus) = gateway(config).await;
+    let (mut ws, _) = Ws::open(gw.addr).await;
+    for ns in ["/room-1", "/room-2"] {
+        ws.send(&format!("40{ns},")).await;
+        assert!(ws.text().await.starts_with(&format!("40{ns},{{\"sid\"")));
+    }
+    ws.send("40/room-3,").await;
+    assert_eq!(
+        ws.text().await,
+        r#"44/room-3,{"message":"Too many namespaces"}"#
+    );
+    ws.send("41/room-1,").await;
+    ws.send("40/room-3,").await;
+    assert!(
+        ws.text().await.starts_with("40/room-3,{\"sid\""),
+        "a slot freed"
+    );
+    let text = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    assert_eq!(
+        value(r#"sio_gateway_sockets{namespace="/room-*"}"#),
+        Some(2)
+    );
+    assert_eq!(value(r#"sio_gateway_sockets{namespace="/room-3"}"#), None);
+    assert_eq!(
+        value(r#"sio_gateway_drops_total{reason="namespace_limit"}"#),
+        Some(1)
+    );
+}
