@@ -323,11 +323,9 @@ pub(crate) fn glob(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use sio_protocol::envelope;
-    use sio_protocol::id::Sid;
 
     use super::*;
     use crate::config::Transport;
-    use crate::outbox::Outbox;
 
     type Test = Result<(), Box<dyn std::error::Error>>;
 
@@ -341,12 +339,7 @@ mod tests {
     impl Fixture {
         fn new(config: Config) -> Result<Self, Box<dyn std::error::Error>> {
             let gateway = GatewayId::random()?;
-            let session = Session::new(
-                Sid::random(gateway)?,
-                Transport::Websocket,
-                Outbox::new(8, 1024),
-                (0, 0),
-            );
+            let session = crate::session::test_session(gateway, Transport::Websocket, 0)?;
             let handshake = envelope::Handshake {
                 address: "127.0.0.1".into(),
                 ..Default::default()
@@ -507,6 +500,8 @@ mod tests {
     fn namespaces_per_client_are_capped() -> Test {
         let mut config = config(true);
         config.namespace_patterns = vec!["/room-*".into()];
+        // Asked of the workers, so that they count while being decided.
+        config.authorize = vec!["/room-1".into(), "/room-2".into(), "/room-3".into()];
         config.max_namespaces = 2;
         let f = Fixture::new(config)?;
         assert!(matches!(f.send("0/room-1,"), Action::Connect { .. }));

@@ -254,6 +254,21 @@ impl Session {
     }
 }
 
+/// A session of `gateway` for the unit tests of the layers above.
+#[cfg(test)]
+pub(crate) fn test_session(
+    gateway: sio_protocol::id::GatewayId,
+    transport: Transport,
+    first_ping: u64,
+) -> Result<Session, sio_protocol::id::NoRandomness> {
+    Ok(Session::new(
+        Sid::random(gateway)?,
+        transport,
+        Outbox::new(8, 1024),
+        (0, first_ping),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use sio_protocol::id::GatewayId;
@@ -261,12 +276,11 @@ mod tests {
     use super::*;
 
     fn session(first_ping: u64) -> Result<Session, Box<dyn std::error::Error>> {
-        Ok(Session::new(
-            Sid::random(GatewayId::random()?)?,
+        Ok(test_session(
+            GatewayId::random()?,
             Transport::Polling,
-            Outbox::new(8, 1024),
-            (0, first_ping),
-        ))
+            first_ping,
+        )?)
     }
 
     #[test]

@@ -226,20 +226,14 @@ pub(crate) fn frames(packet: &Packet<'_>) -> Vec<Frame> {
 
 #[cfg(test)]
 mod tests {
-    use sio_protocol::id::{GatewayId, Sid};
+    use sio_protocol::id::GatewayId;
 
     use super::*;
     use crate::config::Transport;
-    use crate::outbox::Outbox;
 
     pub(crate) fn socket(pending: bool) -> Result<Socket, Box<dyn std::error::Error>> {
         let gateway = GatewayId::random()?;
-        let session = Session::new(
-            Sid::random(gateway)?,
-            Transport::Websocket,
-            Outbox::new(8, 1024),
-            (0, 0),
-        );
+        let session = crate::session::test_session(gateway, Transport::Websocket, 0)?;
         Ok(Socket::new(
             SocketId::random(gateway)?,
             "/".into(),
