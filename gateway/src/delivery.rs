@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use sio_protocol::engineio;
 use sio_protocol::envelope::{Emit, EncodedPacket};
 use tokio::sync::watch;
 
@@ -102,7 +103,7 @@ pub(crate) fn deliver(node: &Arc<Node>, socket: &Socket, frames: &[Frame], volat
 /// `None` (counted) unless its message is an Engine.IO message in UTF-8.
 pub(crate) fn packet_frames(node: &Node, packet: &EncodedPacket) -> Option<Vec<Frame>> {
     let message = Some(packet.message.clone())
-        .filter(|m| m.first() == Some(&b'4'))
+        .filter(|m| engineio::is_message(m))
         .and_then(|m| Utf8Bytes::try_from(m).ok());
     let Some(message) = message else {
         node.metrics.drop("bad_envelope");

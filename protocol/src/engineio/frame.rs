@@ -22,6 +22,12 @@ pub enum Frame<T = String> {
     Binary(Bytes),
 }
 
+/// Whether `text` is the text form of a message packet (`4…`): what an
+/// emit's already-encoded frame must be.
+pub fn is_message(text: &[u8]) -> bool {
+    text.first() == Some(&b'4')
+}
+
 impl<T: From<&'static str>> Frame<T> {
     /// The server's heartbeat ping, `2`.
     pub fn ping() -> Self {
@@ -119,6 +125,7 @@ mod tests {
         assert_eq!(bin.len(), 2);
         let built: Frame = Frame::message_with(8, |out| out.push_str("2[\"a\"]"));
         assert_eq!(built, Frame::Text("42[\"a\"]".into()));
+        assert!(is_message(b"42[\"a\"]") && !is_message(b"2") && !is_message(b""));
         // A text frame beginning with `b` is base64, as in the reference parser.
         let b64: Frame<&str> = Frame::Text("bAA==");
         assert_eq!(b64.decode(), Ok(Packet::Binary(vec![0].into())));

@@ -13,7 +13,7 @@ mod packet;
 pub mod payload;
 
 pub use error::{Error, ErrorCode};
-pub use frame::Frame;
+pub use frame::{Frame, is_message};
 pub use handshake::Handshake;
 pub use packet::Packet;
 
