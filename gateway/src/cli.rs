@@ -182,7 +182,10 @@ options! {
     authorize: List<String> => "Namespaces whose connects workers must accept on P.conn.<ns>",
     connect_request_timeout: u64 => "Milliseconds to wait for a worker to accept a connect [default: 5000]",
     ack_timeout: u64 => "Milliseconds to wait for a worker's answer to an event with ack [default: 10000]",
-    max_connections: usize => "Most concurrent client connections [default: 100000]",
+    max_connections: usize => "Most concurrent client sessions; past it, 503 [default: 100000]",
+    max_tcp_connections: usize => "Most open TCP connections; past it, closed at once [default: 120000]",
+    header_timeout: u64 => "Milliseconds a request's headers may take to arrive [default: 10000]",
+    idle_timeout: u64 => "Milliseconds a connection may idle between requests, or a request take; more than ping-interval + ping-timeout [default: 50000]",
     backlog: u32 => "Listen backlog [default: 1024]",
     send_queue_packets: usize => "Most packets queued for one client before it is cut [default: 1024]",
     send_queue_bytes: usize => "Most bytes queued for one client before it is cut [default: 4194304]",
@@ -288,6 +291,15 @@ impl Config {
         }
         if self.ping_interval == 0 || self.ping_timeout == 0 {
             return invalid("ping-interval/ping-timeout", "must be positive");
+        }
+        if self.idle_timeout <= self.ping_interval.saturating_add(self.ping_timeout) {
+            return invalid(
+                "idle-timeout",
+                "must exceed ping-interval + ping-timeout (a long-poll lasts up to ping-interval)",
+            );
+        }
+        if self.header_timeout == 0 {
+            return invalid("header-timeout", "must be positive");
         }
         if self.transports.is_empty() {
             return invalid("transports", "at least one is needed");

@@ -111,8 +111,18 @@ pub struct Config {
     /// Milliseconds to wait for a worker's answer to an event with an ack.
     pub ack_timeout: u64,
 
-    /// Most concurrent client connections.
+    /// Most concurrent client sessions (a new one past it gets 503).
     pub max_connections: usize,
+    /// Most open TCP connections (a polling client may hold two); one more
+    /// is closed at once.
+    pub max_tcp_connections: usize,
+    /// Milliseconds a request's headers may take to arrive, from the
+    /// connection's opening or the request's first byte.
+    pub header_timeout: u64,
+    /// Milliseconds a keep-alive connection may sit idle between requests,
+    /// and a request may take to be served; longer than pingInterval +
+    /// pingTimeout, so polling clients are never cut between requests.
+    pub idle_timeout: u64,
     /// Listen backlog.
     pub backlog: u32,
     /// Most packets queued for one client before it is cut.
@@ -182,6 +192,9 @@ impl Default for Config {
             connect_request_timeout: 5_000,
             ack_timeout: 10_000,
             max_connections: 100_000,
+            max_tcp_connections: 120_000,
+            header_timeout: 10_000,
+            idle_timeout: 50_000,
             backlog: 1024,
             send_queue_packets: 1024,
             send_queue_bytes: 4 << 20,

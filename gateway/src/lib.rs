@@ -20,6 +20,7 @@ mod cli;
 mod client;
 mod command;
 pub mod config;
+mod connection;
 mod control;
 mod delivery;
 mod dispatch;
@@ -161,44 +162,32 @@ impl Gateway {
     }
 
     /// [`Gateway::serve`] for an app that adds its own routes to
-    /// [`Gateway::router`].
+    /// [`Gateway::router`]. Every connection is counted and bounded in time
+    /// (see `--header-timeout`, `--idle-timeout`, `--max-tcp-connections`).
     pub async fn serve_with(
         &self,
         listener: tokio::net::TcpListener,
         app: axum::Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        use axum::serve::ListenerExt as _;
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let this = self.clone();
-        let listener = listener.tap_io(no_delay);
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        // New requests during the drain are answered (503), not refused.
+        let drained = async {
             shutdown.await;
             tracing::info!("draining");
-            this.drain().await;
-        });
-        let limit = config::ms(self.node.config.drain_timeout);
-        // Upgraded connections are not tracked by the HTTP server's
-        // graceful shutdown; the drain closed them, so bound the wait.
-        tokio::select! {
-            result = server => result.map_err(Error::Io),
-            () = async {
-                while !self.node.is_draining() {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                tokio::time::sleep(limit + std::time::Duration::from_secs(1)).await;
-            } => Ok(()),
+            self.drain().await;
+        };
+        let stop = connection::accept(&self.node, listener, app, drained).await;
+        // Keep-alive connections close after their request; websockets
+        // were closed by the drain. Bounded like the drain.
+        let _ = stop.send(true);
+        let deadline = tokio::time::Instant::now()
+            + config::ms(self.node.config.drain_timeout)
+            + std::time::Duration::from_secs(1);
+        while self.node.metrics.tcp_connections.get() > 0 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-    }
-}
-
-/// Accepted connections send at once: frames are written whole and
-/// flushed once per batch, so Nagle's algorithm would only hold a small
-/// reply back until the client's delayed ACK (measured: the ack round trip
-/// at 100/s per client had its median at the 10 ms period).
-fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(error) = tcp.set_nodelay(true) {
-        tracing::debug!(%error, "TCP_NODELAY");
+        Ok(())
     }
 }
 
@@ -214,6 +203,19 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> Result<tokio::net::TcpListener, E
     socket.set_reuseaddr(true).map_err(listen)?;
     socket.bind(addr).map_err(listen)?;
     socket.listen(backlog).map_err(listen)
+}
+
+/// Raises the descriptor limit to the hard limit and logs it: each client
+/// holds one or two.
+fn descriptors() {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft);
+    match (before, rlimit::increase_nofile_limit(u64::MAX)) {
+        (Ok(before), Ok(now)) if now > before => {
+            tracing::info!(limit = now, raised_from = before, "file descriptors");
+        }
+        (_, Ok(now)) => tracing::info!(limit = now, "file descriptors"),
+        (_, Err(error)) => tracing::warn!(%error, "cannot read the file descriptor limit"),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -234,6 +236,7 @@ pub async fn shutdown_signal() {
 
 /// Runs a gateway as configured until SIGTERM or SIGINT, then drains.
 pub async fn run(config: Config) -> Result<(), Error> {
+    descriptors();
     let bus = Gateway::connect_bus(&config).await?;
     let listener = bind(config.listen, config.backlog)?;
     let gateway = Gateway::new(config.clone(), bus).await?;
@@ -272,22 +275,5 @@ where
             eprintln!("sio-gateway: {error}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn accepted_connections_disable_nagle() -> std::io::Result<()> {
-        let listener = super::bind(([127, 0, 0, 1], 0).into(), 16)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let addr = listener.local_addr()?;
-        let (_client, accepted) =
-            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let (mut tcp, _) = accepted?;
-        assert!(!tcp.nodelay()?, "the kernel default is Nagle on");
-        super::no_delay(&mut tcp);
-        assert!(tcp.nodelay()?);
-        Ok(())
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct Metrics {
     pub(crate) bus_connected: Gauge,
     pub(crate) bus_errors: Counter,
     pub(crate) ack_rtt: Histogram,
+    pub(crate) tcp_connections: Gauge,
+    pub(crate) accept_errors: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -55,6 +57,8 @@ impl Default for Metrics {
             ack_rtt: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
             ]),
+            tcp_connections: Gauge::default(),
+            accept_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -100,6 +104,16 @@ impl Default for Metrics {
         );
         registry.register("bus_errors", "Failed bus operations", m.bus_errors.clone());
         registry.register(
+            "tcp_connections",
+            "Open TCP connections, websockets included",
+            m.tcp_connections.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Connections not taken: over_cap (--max-tcp-connections), descriptors (the limit), other",
+            m.accept_errors.clone(),
+        );
+        registry.register(
             "ack_round_trip_seconds",
             "Time from a client event with ack to the worker's answer",
             m.ack_rtt.clone(),
@@ -111,6 +125,12 @@ impl Default for Metrics {
 impl Metrics {
     pub(crate) fn drop(&self, reason: &'static str) {
         self.drops.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub(crate) fn accept_error(&self, reason: &'static str) {
+        self.accept_errors
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     pub(crate) fn connection(&self, transport: &'static str, delta: i64) {

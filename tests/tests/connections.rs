@@ -1,0 +1,149 @@
+//! TCP connections that never become useful cannot hold the gateway: a
+//! connection with no request, a request whose headers trickle in, an
+//! idle keep-alive connection, and connections past the cap are closed,
+//! while websockets and polling clients are not cut.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use sio_tests::raw::{Ws, http};
+use sio_tests::{BusKind, TestGateway, test_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+async fn gateway(
+    tune: impl FnOnce(&mut sio_gateway::Config),
+) -> (TestGateway, sio_tests::harness::TestBus) {
+    let bus = BusKind::Memory.start().await;
+    let mut config = test_config();
+    config.header_timeout = 500;
+    config.idle_timeout = 1_500;
+    tune(&mut config);
+    (TestGateway::start(config, bus.bus.clone()).await, bus)
+}
+
+/// Reads until the gateway closes the connection; how long that took.
+async fn closed_after(tcp: &mut TcpStream, within: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0; 1024];
+    loop {
+        match tokio::time::timeout_at(started + within, tcp.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("still open after {within:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_without_a_request_is_closed() {
+    let (gw, _bus) = gateway(|_| {}).await;
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let took = closed_after(&mut tcp, Duration::from_secs(3)).await;
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+}
+
+#[tokio::test]
+async fn headers_that_trickle_in_are_cut_at_the_header_timeout() {
+    let (gw, _bus) = gateway(|_| {}).await;
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let started = Instant::now();
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let mut closed = None;
+    for byte in request.iter().cycle().take(60) {
+        if tcp.write_all(&[*byte]).await.is_err() {
+            closed = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(50), tcp.read(&mut buf)).await
+        {
+            closed = Some(started.elapsed());
+            break;
+        }
+    }
+    let took = closed.expect("still open after 3 s of trickling headers");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1_500),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let (gw, _bus) = gateway(|_| {}).await;
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    // Kept open past the header timeout: idle is not a slow request.
+    let took = closed_after(&mut tcp, Duration::from_secs(4)).await;
+    assert!(
+        took >= Duration::from_millis(1_300) && took < Duration::from_millis(2_500),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once_and_counted() {
+    let (gw, _bus) = gateway(|c| {
+        c.max_tcp_connections = 3;
+        c.header_timeout = 5_000;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(gw.addr).await.unwrap());
+    }
+    // The gateway counts a connection once it has accepted it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = TcpStream::connect(gw.addr).await.unwrap();
+    let took = closed_after(&mut over, Duration::from_secs(1)).await;
+    assert!(
+        took < Duration::from_millis(500),
+        "refused at once: {took:?}"
+    );
+    held.pop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let text = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    assert_eq!(
+        value(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
+        Some(1)
+    );
+    assert_eq!(
+        value("sio_gateway_tcp_connections"),
+        Some(3),
+        "two held and this one"
+    );
+}
+
+#[tokio::test]
+async fn websockets_outlive_the_idle_timeout() {
+    let (gw, _bus) = gateway(|_| {}).await;
+    let (mut ws, _) = Ws::joined(gw.addr, "/").await;
+    // `Ws` answers pings; nothing else travels meanwhile.
+    assert!(ws.quiet(Duration::from_millis(2_500)).await, "only pings");
+    ws.send("40/chat,").await;
+    assert!(ws.text().await.starts_with("40/chat,"), "still served");
+}
+
+#[tokio::test]
+async fn an_idle_timeout_within_a_long_poll_is_refused() {
+    let mut config = test_config();
+    config.idle_timeout = config.ping_interval + config.ping_timeout;
+    assert!(config.validate().is_err());
+    config.idle_timeout += 1;
+    assert!(config.validate().is_ok());
+}
