@@ -148,6 +148,7 @@ macro_rules! options {
 
 options! {
     listen: SocketAddr => "Address to listen on [default: 0.0.0.0:3000]",
+    ops_listen: SocketAddr => "Address serving /health, /ready and /metrics alone, outside the client connection cap",
     path: String => "Path of the Engine.IO endpoint, with leading and trailing slash [default: /socket.io/]",
     nats: List<String> => "NATS server URLs, comma-separated; none runs on the in-process bus",
     nats_name: String => "Connection name shown by NATS monitoring [default: sio-gateway]",

@@ -49,6 +49,10 @@ pub enum LogFormat {
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// A second address serving `/health`, `/ready` and `/metrics` alone,
+    /// outside the client connections' cap, so they answer when clients
+    /// have taken every connection they may.
+    pub ops_listen: Option<SocketAddr>,
     /// Path the Engine.IO endpoint is mounted at.
     pub path: String,
 
@@ -157,6 +161,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            ops_listen: None,
             path: "/socket.io/".into(),
             nats: Vec::new(),
             nats_name: None,

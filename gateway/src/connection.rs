@@ -25,12 +25,14 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
+use crate::metrics::ListenerLabel;
 use crate::node::Node;
 
 /// Where a connection stands.
@@ -66,11 +68,49 @@ struct Watched {
     tcp: TcpStream,
     watch: Arc<Watch>,
     node: Arc<Node>,
+    open: Gauge,
 }
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        self.node.metrics.tcp_connections.dec();
+        self.open.dec();
+    }
+}
+
+/// A listener's name (its metrics label) and its connection cap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listener {
+    pub(crate) name: &'static str,
+    pub(crate) cap: usize,
+}
+
+/// Descriptors kept free of client connections: the operations
+/// listener's connections, the bus, the listeners, log files.
+const RESERVE: u64 = 256;
+
+/// Connections the operations listener takes at most.
+pub(crate) const OPS: Listener = Listener {
+    name: "ops",
+    cap: 64,
+};
+
+/// The client listener, its cap kept [`RESERVE`] below the descriptor
+/// limit so that the operations endpoints and the bus still get
+/// descriptors when clients have taken all they may.
+pub(crate) fn clients(max_tcp_connections: usize) -> Listener {
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map(|(soft, _)| usize::try_from(soft.saturating_sub(RESERVE)).unwrap_or(usize::MAX))
+        .unwrap_or(usize::MAX);
+    let cap = max_tcp_connections.min(limit);
+    if cap < max_tcp_connections {
+        tracing::info!(
+            cap,
+            "client connections capped below the descriptor limit (--max-tcp-connections {max_tcp_connections})"
+        );
+    }
+    Listener {
+        name: "clients",
+        cap,
     }
 }
 
@@ -126,10 +166,17 @@ impl AsyncWrite for Watched {
 /// connection to finish its request and close.
 pub(crate) async fn accept(
     node: &Arc<Node>,
-    listener: TcpListener,
+    (listener, kind): (TcpListener, Listener),
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) -> watch::Sender<bool> {
+    let open = node
+        .metrics
+        .tcp_connections
+        .get_or_create(&ListenerLabel {
+            listener: kind.name,
+        })
+        .clone();
     let (stop, stopped) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     let mut warned: Option<Instant> = None;
@@ -140,15 +187,24 @@ pub(crate) async fn accept(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                if node.metrics.tcp_connections.get()
-                    >= i64::try_from(node.config.max_tcp_connections).unwrap_or(i64::MAX)
-                {
+                if open.get() >= i64::try_from(kind.cap).unwrap_or(i64::MAX) {
                     node.metrics.accept_error("over_cap");
                     drop(tcp);
                     continue;
                 }
                 no_delay(&tcp);
-                node.metrics.tcp_connections.inc();
+                open.inc();
+                let tcp = Watched {
+                    tcp,
+                    watch: Arc::new(Watch {
+                        phase: AtomicU8::new(HEADERS),
+                        deadline: AtomicU64::new(
+                            node.now().saturating_add(node.config.header_timeout),
+                        ),
+                    }),
+                    node: node.clone(),
+                    open: open.clone(),
+                };
                 tokio::spawn(serve(node.clone(), app.clone(), tcp, peer, stopped.clone()));
             }
             Err(error) => {
@@ -184,19 +240,12 @@ fn no_delay(tcp: &TcpStream) {
 async fn serve(
     node: Arc<Node>,
     app: Router,
-    tcp: TcpStream,
+    tcp: Watched,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
-    let watch = Arc::new(Watch {
-        phase: AtomicU8::new(HEADERS),
-        deadline: AtomicU64::new(node.now().saturating_add(node.config.header_timeout)),
-    });
-    let io = TokioIo::new(Watched {
-        tcp,
-        watch: watch.clone(),
-        node: node.clone(),
-    });
+    let watch = tcp.watch.clone();
+    let io = TokioIo::new(tcp);
     let service = {
         let (node, watch) = (node.clone(), watch.clone());
         hyper::service::service_fn(move |mut request: Request<Incoming>| {

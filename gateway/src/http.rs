@@ -25,9 +25,17 @@ use crate::outbox::{Frame, Outbox};
 use crate::session::Session;
 use crate::transport::{polling, websocket};
 
+/// The Engine.IO endpoint and the operations endpoints.
 pub(crate) fn router(shared: Arc<Node>) -> Router {
     Router::new()
         .route(&shared.config.path, any(engine))
+        .with_state(shared.clone())
+        .merge(operations(shared))
+}
+
+/// `/health`, `/ready` and `/metrics`, also served alone on `--ops-listen`.
+pub(crate) fn operations(shared: Arc<Node>) -> Router {
+    Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

@@ -176,17 +176,43 @@ impl Gateway {
             tracing::info!("draining");
             self.drain().await;
         };
-        let stop = connection::accept(&self.node, listener, app, drained).await;
+        let ops = match self.node.config.ops_listen {
+            Some(addr) => {
+                let ops = bind(addr, 64)?;
+                let (stop_ops, stopped) = tokio::sync::oneshot::channel::<()>();
+                let node = self.node.clone();
+                let routes = http::operations(node.clone());
+                tokio::spawn(async move {
+                    let stopped = async {
+                        let _ = stopped.await;
+                    };
+                    let _ =
+                        connection::accept(&node, (ops, connection::OPS), routes, stopped).await;
+                });
+                Some(stop_ops)
+            }
+            None => None,
+        };
+        let clients = connection::clients(self.node.config.max_tcp_connections);
+        let stop = connection::accept(&self.node, (listener, clients), app, drained).await;
         // Keep-alive connections close after their request; websockets
         // were closed by the drain. Bounded like the drain.
         let _ = stop.send(true);
         let deadline = tokio::time::Instant::now()
             + config::ms(self.node.config.drain_timeout)
             + std::time::Duration::from_secs(1);
-        while self.node.metrics.tcp_connections.get() > 0 && tokio::time::Instant::now() < deadline
-        {
+        let open = self
+            .node
+            .metrics
+            .tcp_connections
+            .get_or_create(&metrics::ListenerLabel {
+                listener: "clients",
+            })
+            .clone();
+        while open.get() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        drop(ops);
         Ok(())
     }
 }

@@ -18,6 +18,11 @@ pub(crate) struct NamespaceLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ListenerLabel {
+    pub(crate) listener: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ReasonLabel {
     pub(crate) reason: &'static str,
 }
@@ -36,7 +41,7 @@ pub(crate) struct Metrics {
     pub(crate) bus_connected: Gauge,
     pub(crate) bus_errors: Counter,
     pub(crate) ack_rtt: Histogram,
-    pub(crate) tcp_connections: Gauge,
+    pub(crate) tcp_connections: Family<ListenerLabel, Gauge>,
     pub(crate) accept_errors: Family<ReasonLabel, Counter>,
 }
 
@@ -57,7 +62,7 @@ impl Default for Metrics {
             ack_rtt: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
             ]),
-            tcp_connections: Gauge::default(),
+            tcp_connections: Family::default(),
             accept_errors: Family::default(),
             registry: Registry::default(),
         };
@@ -105,7 +110,7 @@ impl Default for Metrics {
         registry.register("bus_errors", "Failed bus operations", m.bus_errors.clone());
         registry.register(
             "tcp_connections",
-            "Open TCP connections, websockets included",
+            "Open TCP connections by listener (clients, ops), websockets included",
             m.tcp_connections.clone(),
         );
         registry.register(

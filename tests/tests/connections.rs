@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sio_tests::raw::{Ws, http};
@@ -123,10 +124,42 @@ async fn connections_past_the_cap_are_closed_at_once_and_counted() {
         Some(1)
     );
     assert_eq!(
-        value("sio_gateway_tcp_connections"),
+        value(r#"sio_gateway_tcp_connections{listener="clients"}"#),
         Some(3),
         "two held and this one"
     );
+}
+
+#[tokio::test]
+async fn the_operations_listener_answers_when_clients_took_every_connection() {
+    let ops = SocketAddr::from(([127, 0, 0, 1], sio_tests::process::free_port().unwrap()));
+    let (gw, _bus) = gateway(|c| {
+        c.max_tcp_connections = 2;
+        c.header_timeout = 5_000;
+        c.ops_listen = Some(ops);
+    })
+    .await;
+    let _held = [
+        TcpStream::connect(gw.addr).await.unwrap(),
+        TcpStream::connect(gw.addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = TcpStream::connect(gw.addr).await.unwrap();
+    closed_after(&mut over, Duration::from_secs(1)).await;
+    let health = http(ops, "GET", "/health", &[], b"").await;
+    assert_eq!((health.status, health.text().as_str()), (200, "ok"));
+    let text = http(ops, "GET", "/metrics", &[], b"").await.text();
+    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    assert_eq!(
+        value(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
+        Some(1)
+    );
+    assert_eq!(
+        value(r#"sio_gateway_tcp_connections{listener="clients"}"#),
+        Some(2)
+    );
+    let engine = http(ops, "GET", "/socket.io/?EIO=4&transport=polling", &[], b"").await;
+    assert_eq!(engine.status, 404, "operations only");
 }
 
 #[tokio::test]
