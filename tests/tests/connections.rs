@@ -180,3 +180,57 @@ async fn an_idle_timeout_within_a_long_poll_is_refused() {
     config.idle_timeout += 1;
     assert!(config.validate().is_ok());
 }
+
+/// A gateway process started with 400 descriptors: clients get 144
+/// connections (the rest of the limit stays in reserve) and every further
+/// one is closed at once and counted, while the operations listener and
+/// new sessions after a client leaves still work.
+#[tokio::test]
+async fn at_the_descriptor_limit_operations_still_answer() {
+    let (addr, ops) = (
+        sio_tests::process::free_addr(),
+        sio_tests::process::free_addr(),
+    );
+    let (addr_s, ops_s) = (addr.to_string(), ops.to_string());
+    let gateway = env!("CARGO_BIN_EXE_gateway-process");
+    // It logs "client connections capped below the descriptor limit … cap=144".
+    let _process = sio_tests::process::Process::start(
+        "prlimit",
+        &[
+            "--nofile=400:400",
+            gateway,
+            "--listen",
+            &addr_s,
+            "--ops-listen",
+            &ops_s,
+        ],
+    );
+    sio_tests::process::ready(ops).await;
+    let mut opened = Vec::new();
+    for _ in 0..200 {
+        opened.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for mut tcp in opened {
+        let mut buf = [0; 1];
+        // A held connection stays silent; one over the cap was closed.
+        match tokio::time::timeout(Duration::from_millis(5), tcp.read(&mut buf)).await {
+            Err(_) => held.push(tcp),
+            Ok(_) => refused += 1,
+        }
+    }
+    assert_eq!((held.len(), refused), (144, 56));
+    let text = http(ops, "GET", "/metrics", &[], b"").await.text();
+    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    assert_eq!(
+        value(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
+        Some(56)
+    );
+    assert_eq!(http(ops, "GET", "/health", &[], b"").await.status, 200);
+    held.pop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], b"").await;
+    assert_eq!(r.status, 200, "a freed connection serves a new session");
+}
