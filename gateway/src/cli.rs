@@ -185,6 +185,8 @@ options! {
     ack_timeout: u64 => "Milliseconds to wait for a worker's answer to an event with ack [default: 10000]",
     max_connections: usize => "Most concurrent client sessions; past it, 503 [default: 100000]",
     max_tcp_connections: usize => "Most open TCP connections; past it, closed at once [default: 120000]",
+    max_connections_per_address: usize => "Most connections one client address holds (sessions behind --trust-proxy); 0 for none [default: 0]",
+    connections_per_second_per_address: u32 => "Most new connections per second from one client address (sessions behind --trust-proxy); 0 for none [default: 0]",
     header_timeout: u64 => "Milliseconds a request's headers may take to arrive [default: 10000]",
     idle_timeout: u64 => "Milliseconds a connection may idle between requests, or a request take; more than ping-interval + ping-timeout [default: 50000]",
     backlog: u32 => "Listen backlog [default: 1024]",

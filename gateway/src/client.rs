@@ -26,6 +26,9 @@ use crate::socket::{self, Socket};
 #[derive(Debug)]
 pub(crate) struct Client {
     pub(crate) session: Arc<Session>,
+    /// The session counted for its client's address, behind a trusted
+    /// proxy with per-address limits; released with the client.
+    _address: Option<crate::address::Slot>,
     /// What the client sent when it opened the session, encoded once and
     /// shared by the context of every socket.
     handshake: EncodedHandshake,
@@ -93,9 +96,11 @@ impl Client {
         session: Arc<Session>,
         handshake: EncodedHandshake,
         decoder: Decoder,
+        address: Option<crate::address::Slot>,
     ) -> Self {
         Self {
             session,
+            _address: address,
             handshake,
             asking: AtomicUsize::new(0),
             state: Mutex::new(State {
@@ -348,6 +353,7 @@ mod tests {
                 Arc::new(session),
                 EncodedHandshake::new(&handshake)?,
                 Decoder::new(1),
+                None,
             );
             Ok(Self {
                 config,

@@ -120,6 +120,13 @@ pub struct Config {
     /// Most open TCP connections (a polling client may hold two); one more
     /// is closed at once.
     pub max_tcp_connections: usize,
+    /// Most connections one client address holds at once; 0 for no limit.
+    /// By TCP peer, or with `trust_proxy` by the reported address, counting
+    /// sessions.
+    pub max_connections_per_address: usize,
+    /// Most new connections one client address opens per second; 0 for
+    /// no limit. Counted as `max_connections_per_address` is.
+    pub connections_per_second_per_address: u32,
     /// Milliseconds a request's headers may take to arrive, from the
     /// connection's opening or the request's first byte.
     pub header_timeout: u64,
@@ -155,6 +162,15 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `sio_gateway=debug`.
     pub log_level: String,
+}
+
+impl Config {
+    pub(crate) fn per_address(&self) -> crate::address::Limits {
+        crate::address::Limits {
+            concurrent: self.max_connections_per_address,
+            per_second: self.connections_per_second_per_address,
+        }
+    }
 }
 
 impl Default for Config {
@@ -198,6 +214,8 @@ impl Default for Config {
             ack_timeout: 10_000,
             max_connections: 100_000,
             max_tcp_connections: 120_000,
+            max_connections_per_address: 0,
+            connections_per_second_per_address: 0,
             header_timeout: 10_000,
             idle_timeout: 50_000,
             backlog: 1024,

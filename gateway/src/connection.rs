@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
+use crate::address::Slot;
 use crate::metrics::ListenerLabel;
 use crate::node::Node;
 
@@ -69,6 +70,8 @@ struct Watched {
     watch: Arc<Watch>,
     node: Arc<Node>,
     open: Gauge,
+    /// Counted for its client address, if the listener counts them.
+    _address: Option<Slot>,
 }
 
 impl Drop for Watched {
@@ -82,6 +85,8 @@ impl Drop for Watched {
 pub(crate) struct Listener {
     pub(crate) name: &'static str,
     pub(crate) cap: usize,
+    /// Whether connections count against the per-address limits.
+    pub(crate) per_address: bool,
 }
 
 /// Descriptors kept free of client connections: the operations
@@ -92,12 +97,14 @@ const RESERVE: u64 = 256;
 pub(crate) const OPS: Listener = Listener {
     name: "ops",
     cap: 64,
+    per_address: false,
 };
 
 /// The client listener, its cap kept [`RESERVE`] below the descriptor
 /// limit so that the operations endpoints and the bus still get
 /// descriptors when clients have taken all they may.
-pub(crate) fn clients(max_tcp_connections: usize) -> Listener {
+pub(crate) fn clients(config: &crate::config::Config) -> Listener {
+    let max_tcp_connections = config.max_tcp_connections;
     let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .map(|(soft, _)| usize::try_from(soft.saturating_sub(RESERVE)).unwrap_or(usize::MAX))
         .unwrap_or(usize::MAX);
@@ -111,6 +118,9 @@ pub(crate) fn clients(max_tcp_connections: usize) -> Listener {
     Listener {
         name: "clients",
         cap,
+        // Behind a trusted proxy every peer is the proxy: the handshake
+        // counts the address it reports instead.
+        per_address: !config.trust_proxy && !config.per_address().off(),
     }
 }
 
@@ -192,6 +202,17 @@ pub(crate) async fn accept(
                     drop(tcp);
                     continue;
                 }
+                let address = match kind.per_address {
+                    false => None,
+                    true => match node.addresses.take(peer.ip(), node.config.per_address()) {
+                        Ok(slot) => Some(slot),
+                        Err(refusal) => {
+                            node.metrics.accept_error(refusal.metric());
+                            drop(tcp);
+                            continue;
+                        }
+                    },
+                };
                 no_delay(&tcp);
                 open.inc();
                 let tcp = Watched {
@@ -204,6 +225,7 @@ pub(crate) async fn accept(
                     }),
                     node: node.clone(),
                     open: open.clone(),
+                    _address: address,
                 };
                 tokio::spawn(serve(node.clone(), app.clone(), tcp, peer, stopped.clone()));
             }

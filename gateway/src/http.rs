@@ -165,6 +165,23 @@ async fn route(shared: &Arc<Node>, peer: SocketAddr, request: Request) -> Respon
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let handshake = client_handshake(shared, peer, &parts, query.all);
+    // Behind a trusted proxy, sessions count against the address it
+    // reports (the TCP peer is the proxy); one it garbled, against the
+    // proxy's.
+    let limits = shared.config.per_address();
+    let address = match shared.config.trust_proxy && !limits.off() {
+        false => None,
+        true => {
+            let ip = handshake.address.parse().unwrap_or(peer.ip());
+            match shared.addresses.take(ip, limits) {
+                Ok(slot) => Some(slot),
+                Err(refusal) => {
+                    shared.metrics.drop(refusal.metric());
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+            }
+        }
+    };
     let Ok(sid) = Sid::random(shared.id) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -185,6 +202,7 @@ async fn route(shared: &Arc<Node>, peer: SocketAddr, request: Request) -> Respon
         Arc::new(session),
         handshake,
         Decoder::new(shared.config.max_attachments),
+        address,
     ));
     let open = open_packet(shared, sid, transport);
     let mut response = match upgrade {

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod address;
 mod cli;
 mod client;
 mod command;
@@ -193,7 +194,7 @@ impl Gateway {
             }
             None => None,
         };
-        let clients = connection::clients(self.node.config.max_tcp_connections);
+        let clients = connection::clients(&self.node.config);
         let stop = connection::accept(&self.node, (listener, clients), app, drained).await;
         // Keep-alive connections close after their request; websockets
         // were closed by the drain. Bounded like the drain.

@@ -13,6 +13,7 @@ use sio_protocol::id::GatewayId;
 use sio_protocol::socketio::{Kind, Packet};
 use sio_protocol::subject::Subjects;
 
+use crate::address::Addresses;
 use crate::client::{Client, Rules};
 use crate::config::{Config, Transport};
 use crate::fault::Fault;
@@ -31,6 +32,8 @@ pub(crate) struct Node {
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) metrics: Metrics,
     pub(crate) registry: Registry,
+    /// Connections (or, behind a trusted proxy, sessions) per client address.
+    pub(crate) addresses: Arc<Addresses>,
     pub(crate) timer: Arc<Timer>,
     draining: AtomicBool,
     pub(crate) epoch: tokio::time::Instant,
@@ -50,6 +53,7 @@ impl Node {
             bus,
             metrics: Metrics::default(),
             registry: Registry::default(),
+            addresses: Arc::default(),
             timer: Arc::default(),
             draining: AtomicBool::new(false),
             epoch: tokio::time::Instant::now(),

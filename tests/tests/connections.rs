@@ -234,3 +234,131 @@ async fn at_the_descriptor_limit_operations_still_answer() {
     let r = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], b"").await;
     assert_eq!(r.status, 200, "a freed connection serves a new session");
 }
+
+/// A connection from `source` (a loopback address) to `to`.
+async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Whether the gateway closed `tcp` (within a moment) or holds it.
+async fn refused(tcp: &mut TcpStream) -> bool {
+    let mut buf = [0; 1];
+    tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut buf))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn one_address_may_hold_and_open_only_so_many_connections() {
+    let (gw, _bus) = gateway(|c| {
+        c.max_connections_per_address = 2;
+        c.connections_per_second_per_address = 3;
+        c.header_timeout = 5_000;
+    })
+    .await;
+    let mut a = vec![
+        connect_from([127, 0, 0, 2], gw.addr).await,
+        connect_from([127, 0, 0, 2], gw.addr).await,
+    ];
+    let mut third = connect_from([127, 0, 0, 2], gw.addr).await;
+    assert!(
+        refused(&mut third).await,
+        "a third at once from one address"
+    );
+    let mut other = connect_from([127, 0, 0, 3], gw.addr).await;
+    assert!(!refused(&mut other).await, "another address is served");
+    for tcp in &mut a {
+        assert!(!refused(tcp).await, "the first two are held");
+    }
+    a.pop();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut again = connect_from([127, 0, 0, 2], gw.addr).await;
+    assert!(!refused(&mut again).await, "one closed, one more may open");
+    let text = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    assert_eq!(
+        value(r#"sio_gateway_accept_errors_total{reason="address_concurrent"}"#),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn one_address_may_open_only_so_many_connections_per_second() {
+    let (gw, _bus) = gateway(|c| {
+        c.connections_per_second_per_address = 3;
+        c.header_timeout = 5_000;
+    })
+    .await;
+    let started = Instant::now();
+    let mut opened = Vec::new();
+    for _ in 0..7 {
+        opened.push(connect_from([127, 0, 0, 4], gw.addr).await);
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut held = 0;
+    for tcp in &mut opened {
+        if !refused(tcp).await {
+            held += 1;
+        }
+    }
+    // Seven within a second span at most two of the counting seconds.
+    assert!((3..=6).contains(&held), "{held} held");
+    let text = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    assert_eq!(
+        value(r#"sio_gateway_accept_errors_total{reason="address_rate"}"#),
+        Some(7 - held)
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_sessions_count_per_reported_address() {
+    let (gw, _bus) = gateway(|c| {
+        c.trust_proxy = true;
+        c.max_connections_per_address = 1;
+    })
+    .await;
+    let open = |from: &'static str| {
+        let addr = gw.addr;
+        async move {
+            http(
+                addr,
+                "GET",
+                "/socket.io/?EIO=4&transport=polling",
+                &[("X-Forwarded-For", from)],
+                b"",
+            )
+            .await
+        }
+    };
+    let first = open("203.0.113.9").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        open("203.0.113.9").await.status,
+        503,
+        "one session per address"
+    );
+    assert_eq!(open("203.0.113.10").await.status, 200, "another address");
+    // The first session ends: its address may open another.
+    let sid = first.text();
+    let sid = sid
+        .split("\"sid\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let close = http(
+        gw.addr,
+        "POST",
+        &format!("/socket.io/?EIO=4&transport=polling&sid={sid}"),
+        &[("X-Forwarded-For", "203.0.113.9")],
+        b"1",
+    )
+    .await;
+    assert_eq!(close.status, 200);
+    assert_eq!(open("203.0.113.9").await.status, 200);
+}
