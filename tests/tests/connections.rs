@@ -362,3 +362,30 @@ async fn behind_a_trusted_proxy_sessions_count_per_reported_address() {
     assert_eq!(close.status, 200);
     assert_eq!(open("203.0.113.9").await.status, 200);
 }
+
+/// A websocket frame that never completes holds the connection no longer
+/// than the heartbeat allows: the pong cannot arrive behind it.
+#[tokio::test]
+async fn a_websocket_frame_in_progress_is_bounded_by_the_heartbeat() {
+    let (gw, _bus) = gateway(|_| {}).await;
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n\
+          Upgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = [0; 512];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 101"), "{:?}", &buf[..n]);
+    // A masked text frame announcing 1,000 bytes, and 10 of them.
+    tcp.write_all(&[0x81, 0xfe, 0x03, 0xe8, 1, 2, 3, 4])
+        .await
+        .unwrap();
+    tcp.write_all(&[b'x'; 10]).await.unwrap();
+    let took = closed_after(&mut tcp, Duration::from_secs(4)).await;
+    // pingInterval 300 + pingTimeout 200, and the close's last second.
+    assert!(took < Duration::from_millis(2_000), "{took:?}");
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+}
