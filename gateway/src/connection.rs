@@ -24,7 +24,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -190,6 +190,19 @@ pub(crate) async fn accept(
     let (stop, stopped) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     let mut warned: Option<Instant> = None;
+    // Counted always, logged at most once a second.
+    let mut refuse = |reason: &'static str, error: &dyn std::fmt::Display| {
+        node.metrics.accept_error(reason);
+        if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            warned = Some(Instant::now());
+            tracing::warn!(
+                listener = kind.name,
+                reason,
+                %error,
+                "connections refused (sio_gateway_accept_errors counts them)"
+            );
+        }
+    };
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return stop,
@@ -198,7 +211,7 @@ pub(crate) async fn accept(
         match accepted {
             Ok((tcp, peer)) => {
                 if open.get() >= i64::try_from(kind.cap).unwrap_or(i64::MAX) {
-                    node.metrics.accept_error("over_cap");
+                    refuse("over_cap", &format_args!("{} connections open", kind.cap));
                     drop(tcp);
                     continue;
                 }
@@ -207,7 +220,7 @@ pub(crate) async fn accept(
                     true => match node.addresses.take(peer.ip(), node.config.per_address()) {
                         Ok(slot) => Some(slot),
                         Err(refusal) => {
-                            node.metrics.accept_error(refusal.metric());
+                            refuse(refusal.metric(), &peer.ip());
                             drop(tcp);
                             continue;
                         }
@@ -231,12 +244,7 @@ pub(crate) async fn accept(
             }
             Err(error) => {
                 let descriptors = matches!(error.raw_os_error(), Some(EMFILE | ENFILE));
-                let reason = if descriptors { "descriptors" } else { "other" };
-                node.metrics.accept_error(reason);
-                if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                    warned = Some(Instant::now());
-                    tracing::warn!(%error, reason, "cannot accept connections");
-                }
+                refuse(if descriptors { "descriptors" } else { "other" }, &error);
                 if descriptors {
                     // Nothing frees a descriptor faster than closing
                     // connections, which the deadlines do.
@@ -287,8 +295,16 @@ async fn serve(
             }
         })
     };
+    // Set explicitly: hyper's own header bound as a second line behind the
+    // deadline above (hyper's counts idle keep-alive time too, so it gets
+    // the idle bound), and a read buffer for request heads only (bodies
+    // stream; 64 KiB, not hyper's 400 KB).
     let mut connection = pin!(
         hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(node.config.idle_timeout))
+            .max_buf_size(64 * 1024)
+            .keep_alive(true)
             .serve_connection(io, service)
             .with_upgrades()
     );

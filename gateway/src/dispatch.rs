@@ -95,6 +95,7 @@ async fn connect(node: &Arc<Node>, client: &Arc<Client>, socket: Arc<Socket>, au
 
 /// Refuses a pending connect with `data` as the `connect_error`.
 fn refuse(node: &Arc<Node>, socket: &Arc<Socket>, data: String) {
+    socket.leave();
     node.registry.remove_socket(&socket.id);
     node.registry.unindex(socket);
     let refusal = Packet::new(socket.ns.clone(), Kind::ConnectError(data.into()));
@@ -114,6 +115,7 @@ async fn establish(
         socket.set_data(data);
     }
     if !client.establish(&socket) {
+        socket.leave();
         node.registry.remove_socket(&socket.id);
         node.registry.unindex(&socket);
         return;

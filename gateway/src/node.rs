@@ -159,7 +159,7 @@ impl Node {
         socket: &Arc<Socket>,
         reason: DisconnectReason,
     ) {
-        if !client.remove(socket) {
+        if !client.remove(socket) || !socket.leave() {
             return;
         }
         self.registry.remove_socket(&socket.id);

@@ -58,8 +58,13 @@ impl Registry {
         lock(&self.sockets).len()
     }
 
+    /// Makes a socket reachable by id, unless it has left meanwhile (its
+    /// removal takes the same lock after marking it gone).
     pub(crate) fn add_socket(&self, socket: Arc<Socket>) {
-        lock(&self.sockets).insert(socket.id, socket);
+        let mut sockets = lock(&self.sockets);
+        if !socket.is_gone() {
+            sockets.insert(socket.id, socket);
+        }
     }
 
     pub(crate) fn remove_socket(&self, id: &SocketId) {
@@ -84,20 +89,29 @@ impl Registry {
         rooms: &[String],
         subscribe: Subscribe<'_>,
     ) -> Vec<watch::Receiver<bool>> {
+        // Under the index's lock, as the removal is: a socket that left
+        // while this join was on its way stays out.
+        let mut index = lock(&self.rooms);
+        if socket.is_gone() {
+            return Vec::new();
+        }
         let added = socket.add_rooms(rooms);
-        lock(&self.rooms).add(&socket.ns, socket.id, &added, subscribe)
+        index.add(&socket.ns, socket.id, &added, subscribe)
     }
 
     pub(crate) fn leave(&self, socket: &Socket, rooms: &[String]) {
+        let mut index = lock(&self.rooms);
         let removed = socket.remove_rooms(rooms);
-        lock(&self.rooms).leave(&socket.ns, socket.id, &removed);
+        index.leave(&socket.ns, socket.id, &removed);
     }
 
-    /// Takes a socket out of the index altogether.
+    /// Takes a socket out of the index altogether; mark it gone first
+    /// ([`Socket::leave`]) so no join puts it back.
     pub(crate) fn unindex(&self, socket: &Socket) {
+        let mut index = lock(&self.rooms);
         let rooms = socket.rooms();
         socket.remove_rooms(&rooms);
-        lock(&self.rooms).remove(&socket.ns, socket.id, &rooms);
+        index.remove(&socket.ns, socket.id, &rooms);
     }
 
     /// True the first time an emit id is seen.
@@ -130,6 +144,36 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_socket_that_left_is_not_joined_again() -> Result<(), Box<dyn std::error::Error>> {
+        let registry = Registry::default();
+        let socket = Arc::new(crate::socket::tests::socket(false)?);
+        let subscribe = |_: crate::rooms::Target<'_>| {
+            let (_tx, rx) = watch::channel(true);
+            crate::rooms::Interest::new(tokio::spawn(async {}).abort_handle(), rx)
+        };
+        let lobby = ["lobby".to_owned()];
+        registry.add_socket(socket.clone());
+        assert_eq!(registry.join(&socket, &lobby, &subscribe).len(), 2);
+        // It leaves, as Node::remove_socket does: marked, out of both maps.
+        assert!(socket.leave());
+        registry.remove_socket(&socket.id);
+        registry.unindex(&socket);
+        // A join and a connect that were on their way arrive now.
+        assert!(registry.join(&socket, &lobby, &subscribe).is_empty());
+        registry.add_socket(socket.clone());
+        assert!(
+            registry.select("/", &lobby, &[]).is_empty(),
+            "not in the room"
+        );
+        assert!(
+            registry.select("/", &[], &[]).is_empty(),
+            "not in the namespace"
+        );
+        assert!(registry.socket(&socket.id).is_none(), "not reachable by id");
+        Ok(())
+    }
 
     #[test]
     fn recent_emits_are_seen_once_and_forgotten_in_order() {

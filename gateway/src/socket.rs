@@ -3,7 +3,7 @@
 //! connect is decided, and the server emits waiting for its acks.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -24,6 +24,9 @@ pub(crate) struct Socket {
     pub(crate) session: Arc<Session>,
     inner: Mutex<Inner>,
     next_ack: AtomicU64,
+    /// Set once the socket has left: a join or a connect still in flight
+    /// must not put it back into the registry or the room index.
+    gone: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -75,6 +78,7 @@ impl Socket {
                 acks: HashMap::new(),
             }),
             next_ack: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
         })
     }
 
@@ -115,6 +119,15 @@ impl Socket {
             tracing::error!(%error, socket = %self.id, "cannot encode the socket context");
         }
         result
+    }
+
+    /// The socket left for good; true the first time.
+    pub(crate) fn leave(&self) -> bool {
+        !self.gone.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
     }
 
     pub(crate) fn set_data(&self, data: Option<String>) {
@@ -225,7 +238,7 @@ pub(crate) fn frames(packet: &Packet<'_>) -> Vec<Frame> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use sio_protocol::id::GatewayId;
 
     use super::*;

@@ -182,9 +182,10 @@ async fn an_idle_timeout_within_a_long_poll_is_refused() {
 }
 
 /// A gateway process started with 400 descriptors: clients get 144
-/// connections (the rest of the limit stays in reserve) and every further
-/// one is closed at once and counted, while the operations listener and
-/// new sessions after a client leaves still work.
+/// connections (the rest of the limit stays in reserve), every further one
+/// is closed at once, counted and logged, while a healthy client keeps
+/// being served, the operations listener answers, and the gateway takes
+/// connections again once the flood closes.
 #[tokio::test]
 async fn at_the_descriptor_limit_operations_still_answer() {
     let (addr, ops) = (
@@ -193,46 +194,87 @@ async fn at_the_descriptor_limit_operations_still_answer() {
     );
     let (addr_s, ops_s) = (addr.to_string(), ops.to_string());
     let gateway = env!("CARGO_BIN_EXE_gateway-process");
-    // It logs "client connections capped below the descriptor limit … cap=144".
-    let _process = sio_tests::process::Process::start(
-        "prlimit",
+    // Its log on stdout, where the harness reads lines.
+    let process = sio_tests::process::Process::start(
+        "sh",
         &[
-            "--nofile=400:400",
+            "-c",
+            r#"exec prlimit --nofile=400:400 "$@" 2>&1"#,
+            "sh",
             gateway,
             "--listen",
             &addr_s,
             "--ops-listen",
             &ops_s,
+            "--log-format",
+            "json",
         ],
     );
+    process.expect("client connections capped below the descriptor limit");
     sio_tests::process::ready(ops).await;
-    let mut opened = Vec::new();
-    for _ in 0..200 {
-        opened.push(TcpStream::connect(addr).await.unwrap());
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut held = Vec::new();
-    let mut refused = 0;
-    for mut tcp in opened {
-        let mut buf = [0; 1];
-        // A held connection stays silent; one over the cap was closed.
-        match tokio::time::timeout(Duration::from_millis(5), tcp.read(&mut buf)).await {
-            Err(_) => held.push(tcp),
-            Ok(_) => refused += 1,
+    let (mut healthy, _) = Ws::joined(addr, "/").await;
+    let flood = |n: usize| async move {
+        let mut opened = Vec::new();
+        for _ in 0..n {
+            opened.push(TcpStream::connect(addr).await.unwrap());
         }
-    }
-    assert_eq!((held.len(), refused), (144, 56));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (mut held, mut refused) = (Vec::new(), 0);
+        for mut tcp in opened {
+            let mut buf = [0; 1];
+            // A held connection stays silent; one over the cap was closed.
+            match tokio::time::timeout(Duration::from_millis(5), tcp.read(&mut buf)).await {
+                Err(_) => held.push(tcp),
+                Ok(_) => refused += 1,
+            }
+        }
+        (held, refused)
+    };
+    let (held, refused) = flood(200).await;
+    assert_eq!(
+        (held.len(), refused),
+        (143, 57),
+        "the healthy client holds one"
+    );
+    let warning = process.expect("connections refused");
+    assert!(warning.contains("over_cap"), "{warning}");
     let text = http(ops, "GET", "/metrics", &[], b"").await.text();
     let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
     assert_eq!(
         value(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
-        Some(56)
+        Some(57)
     );
     assert_eq!(http(ops, "GET", "/health", &[], b"").await.status, 200);
-    held.pop();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The healthy client was served throughout and still is.
+    healthy.send("41").await;
+    healthy.send("40").await;
+    assert!(healthy.text().await.starts_with("40{\"sid\""), "served");
+    // The flood leaves: every connection is to be had again.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (held, refused) = flood(143).await;
+    assert_eq!((held.len(), refused), (143, 0), "recovered");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let r = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], b"").await;
-    assert_eq!(r.status, 200, "a freed connection serves a new session");
+    assert_eq!(r.status, 200, "a new session");
+}
+
+#[tokio::test]
+async fn a_request_body_that_trickles_in_is_cut_at_the_idle_timeout() {
+    let (gw, _bus) = gateway(|_| {}).await;
+    let p = sio_tests::raw::Polling::open(gw.addr).await;
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /socket.io/?{} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n40",
+        p.query()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let took = closed_after(&mut tcp, Duration::from_secs(4)).await;
+    assert!(
+        took >= Duration::from_millis(1_300) && took < Duration::from_millis(2_500),
+        "{took:?}"
+    );
 }
 
 /// A connection from `source` (a loopback address) to `to`.
