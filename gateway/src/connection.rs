@@ -274,6 +274,15 @@ async fn serve(
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Nothing is allocated for a connection until its first byte: hyper
+    // takes an 8 KiB read buffer at once, which an idle flood would
+    // multiply (measured: 10.8 KiB per idle connection before this wait,
+    // and the allocator kept it after the flood).
+    let first = node.epoch + Duration::from_millis(tcp.watch.deadline.load(Ordering::Relaxed));
+    match tokio::time::timeout_at(first, tcp.tcp.readable()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => return,
+    }
     let watch = tcp.watch.clone();
     let io = TokioIo::new(tcp);
     let service = {
