@@ -272,7 +272,7 @@ async fn serve(
     app: Router,
     tcp: Watched,
     peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     // Nothing is allocated for a connection until its first byte: hyper
     // takes an 8 KiB read buffer at once, which an idle flood would
@@ -283,6 +283,18 @@ async fn serve(
         Ok(Ok(())) => {}
         Ok(Err(_)) | Err(_) => return,
     }
+    // Boxed, so the waiting task is only as large as the wait.
+    Box::pin(http(node, app, tcp, peer, stop)).await;
+}
+
+/// Serves HTTP on a connection whose first request has begun.
+async fn http(
+    node: Arc<Node>,
+    app: Router,
+    tcp: Watched,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
     let watch = tcp.watch.clone();
     let io = TokioIo::new(tcp);
     let service = {
@@ -350,6 +362,50 @@ async fn serve(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_waiting_connection_is_a_small_task() {
+        // What an idle connection holds: the waiting future (its task), not
+        // the HTTP connection's state, which is boxed behind the wait.
+        let size = size_of_waiting_future();
+        assert!(size < 1024, "{size} bytes");
+    }
+
+    fn size_of_waiting_future() -> usize {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (client, accepted) =
+                tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+            let _client = client.unwrap();
+            let (tcp, peer) = accepted.unwrap();
+            let node = std::sync::Arc::new(crate::node::Node::new(
+                crate::Config::default(),
+                std::sync::Arc::new(sio_bus::MemoryBus::default()),
+                sio_protocol::id::GatewayId::random().unwrap(),
+                sio_protocol::subject::Subjects::default(),
+            ));
+            let watched = super::Watched {
+                tcp,
+                watch: std::sync::Arc::new(super::Watch {
+                    phase: super::AtomicU8::new(super::HEADERS),
+                    deadline: super::AtomicU64::new(0),
+                }),
+                node: node.clone(),
+                open: Default::default(),
+                _address: None,
+            };
+            let (_stop, stopped) = tokio::sync::watch::channel(false);
+            let future = super::serve(node, axum::Router::new(), watched, peer, stopped);
+            std::mem::size_of_val(&future)
+        })
+    }
+
     #[tokio::test]
     async fn accepted_connections_disable_nagle() -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
