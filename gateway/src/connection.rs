@@ -279,9 +279,12 @@ async fn serve(
     // multiply (measured: 10.8 KiB per idle connection before this wait,
     // and the allocator kept it after the flood).
     let first = node.epoch + Duration::from_millis(tcp.watch.deadline.load(Ordering::Relaxed));
-    match tokio::time::timeout_at(first, tcp.tcp.readable()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) | Err(_) => return,
+    // A peek, not `readable()`: a new socket reports itself readable
+    // before anything arrived.
+    let mut byte = [0; 1];
+    match tokio::time::timeout_at(first, tcp.tcp.peek(&mut byte)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
     }
     // Boxed, so the waiting task is only as large as the wait.
     Box::pin(http(node, app, tcp, peer, stop)).await;
