@@ -7,10 +7,20 @@ TCP connections and 10 slowloris requests, and prints connections held
 and refused, /health latency and the gateway's RSS before, during and
 60 s after. Loopback only.
 """
-import os, resource, socket, subprocess, sys, time, urllib.request, json, base64
-h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; resource.setrlimit(resource.RLIMIT_NOFILE, (h, h)); print("client fd limit", h)
+import base64
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+print("client fd limit", hard)
 GW = sys.argv[1]; P, O = 39111, 39112
-proc = subprocess.Popen(["prlimit", "--nofile=10000:10000", GW, "--listen", f"127.0.0.1:{P}", "--ops-listen", f"127.0.0.1:{O}", "--log-format", "json"], stderr=open("/tmp/attack-gw.log", "w"))
+proc = subprocess.Popen(["prlimit", "--nofile=10000:10000", GW, "--listen", f"127.0.0.1:{P}", "--ops-listen", f"127.0.0.1:{O}", "--log-format", "json"], stderr=subprocess.DEVNULL)
 def rss():
     for l in open(f"/proc/{proc.pid}/status"):
         if l.startswith("VmRSS"): return int(l.split()[1])
