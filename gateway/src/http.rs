@@ -213,12 +213,7 @@ async fn route(shared: &Arc<Node>, peer: SocketAddr, request: Request) -> Respon
         }
         None => {
             shared.open(client, Transport::Polling);
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
-                open,
-            )
-                .into_response()
+            polling::ok("text/plain; charset=UTF-8", open)
         }
     };
     set_cookie(shared, sid, response.headers_mut());

@@ -117,14 +117,13 @@ async fn connections_past_the_cap_are_closed_at_once_and_counted() {
     );
     held.pop();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let text = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
-    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    let metrics = sio_tests::raw::metrics(gw.addr).await;
     assert_eq!(
-        value(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
+        metrics.get(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
         Some(1)
     );
     assert_eq!(
-        value(r#"sio_gateway_tcp_connections{listener="clients"}"#),
+        metrics.get(r#"sio_gateway_tcp_connections{listener="clients"}"#),
         Some(3),
         "two held and this one"
     );
@@ -148,14 +147,13 @@ async fn the_operations_listener_answers_when_clients_took_every_connection() {
     closed_after(&mut over, Duration::from_secs(1)).await;
     let health = http(ops, "GET", "/health", &[], b"").await;
     assert_eq!((health.status, health.text().as_str()), (200, "ok"));
-    let text = http(ops, "GET", "/metrics", &[], b"").await.text();
-    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    let metrics = sio_tests::raw::metrics(ops).await;
     assert_eq!(
-        value(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
+        metrics.get(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
         Some(1)
     );
     assert_eq!(
-        value(r#"sio_gateway_tcp_connections{listener="clients"}"#),
+        metrics.get(r#"sio_gateway_tcp_connections{listener="clients"}"#),
         Some(2)
     );
     let engine = http(ops, "GET", "/socket.io/?EIO=4&transport=polling", &[], b"").await;
@@ -238,10 +236,9 @@ async fn at_the_descriptor_limit_operations_still_answer() {
     );
     let warning = process.expect("connections refused");
     assert!(warning.contains("over_cap"), "{warning}");
-    let text = http(ops, "GET", "/metrics", &[], b"").await.text();
-    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    let metrics = sio_tests::raw::metrics(ops).await;
     assert_eq!(
-        value(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
+        metrics.get(r#"sio_gateway_accept_errors_total{reason="over_cap"}"#),
         Some(57)
     );
     assert_eq!(http(ops, "GET", "/health", &[], b"").await.status, 200);
@@ -318,10 +315,9 @@ async fn one_address_may_hold_and_open_only_so_many_connections() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut again = connect_from([127, 0, 0, 2], gw.addr).await;
     assert!(!refused(&mut again).await, "one closed, one more may open");
-    let text = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
-    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    let metrics = sio_tests::raw::metrics(gw.addr).await;
     assert_eq!(
-        value(r#"sio_gateway_accept_errors_total{reason="address_concurrent"}"#),
+        metrics.get(r#"sio_gateway_accept_errors_total{reason="address_concurrent"}"#),
         Some(1)
     );
 }
@@ -348,10 +344,9 @@ async fn one_address_may_open_only_so_many_connections_per_second() {
     }
     // Seven within a second span at most two of the counting seconds.
     assert!((3..=6).contains(&held), "{held} held");
-    let text = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
-    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    let metrics = sio_tests::raw::metrics(gw.addr).await;
     assert_eq!(
-        value(r#"sio_gateway_accept_errors_total{reason="address_rate"}"#),
+        metrics.get(r#"sio_gateway_accept_errors_total{reason="address_rate"}"#),
         Some(7 - held)
     );
 }

@@ -406,15 +406,17 @@ async fn namespaces_per_client_are_capped_and_labelled_by_pattern() {
         ws.text().await.starts_with("40/room-3,{\"sid\""),
         "a slot freed"
     );
-    let text = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
-    let value = |name: &str| sio_tests::raw::http::metric_value(&text, name);
+    let metrics = sio_tests::raw::metrics(gw.addr).await;
     assert_eq!(
-        value(r#"sio_gateway_sockets{namespace="/room-*"}"#),
+        metrics.get(r#"sio_gateway_sockets{namespace="/room-*"}"#),
         Some(2)
     );
-    assert_eq!(value(r#"sio_gateway_sockets{namespace="/room-3"}"#), None);
     assert_eq!(
-        value(r#"sio_gateway_drops_total{reason="namespace_limit"}"#),
+        metrics.get(r#"sio_gateway_sockets{namespace="/room-3"}"#),
+        None
+    );
+    assert_eq!(
+        metrics.get(r#"sio_gateway_drops_total{reason="namespace_limit"}"#),
         Some(1)
     );
 }

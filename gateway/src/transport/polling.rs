@@ -15,7 +15,8 @@ use crate::node::Node;
 /// Packets in one POST body, at most.
 const MAX_PACKETS_PER_POST: usize = 4096;
 
-fn ok(content_type: &'static str, body: String) -> Response {
+/// A 200 polling answer.
+pub(crate) fn ok(content_type: &'static str, body: String) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 

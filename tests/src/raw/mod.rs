@@ -38,8 +38,28 @@ pub async fn http(
 /// One value of the gateway's `/metrics` at `addr`, e.g.
 /// `sio_gateway_sessions`.
 pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let text = http(addr, "GET", "/metrics", &[], b"").await.text();
-    http::metric_value(&text, name).unwrap_or_else(|| panic!("no {name} in /metrics"))
+    metrics(addr)
+        .await
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// One reading of the gateway's `/metrics` at `addr`, for several values
+/// from the same moment.
+pub async fn metrics(addr: SocketAddr) -> Metrics {
+    Metrics(http(addr, "GET", "/metrics", &[], b"").await.text())
+}
+
+/// The text of one `/metrics` reading.
+#[derive(Debug)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of one series, e.g.
+    /// `sio_gateway_drops_total{reason="slow_consumer"}`; `None` if absent.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        http::metric_value(&self.0, name)
+    }
 }
 
 /// A polling session.
