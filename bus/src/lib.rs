@@ -35,6 +35,9 @@ pub struct Message {
     /// Where to send the answer, for requests.
     pub reply: Option<String>,
     pub payload: Bytes,
+    /// The server's answer to a message sent with a reply subject that
+    /// nobody was subscribed to (NATS status 503); its payload is empty.
+    pub no_responders: bool,
 }
 
 /// What can go wrong on the bus. Failures of the NATS client keep its
@@ -130,6 +133,7 @@ impl Subscription {
                     subject: m.subject.to_string(),
                     reply: m.reply.map(|r| r.to_string()),
                     payload: m.payload,
+                    no_responders: m.status == Some(async_nats::StatusCode::NO_RESPONDERS),
                 })
             }
         }
@@ -142,7 +146,9 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// Publishes a message; fire and forget.
     fn publish(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), Error>>;
 
-    /// Publishes a message that expects answers on `reply`.
+    /// Publishes a message that expects answers on `reply`. If nobody is
+    /// subscribed to `subject`, `reply` receives a message whose
+    /// [`Message::no_responders`] is set, as NATS does.
     fn publish_with_reply(
         &self,
         subject: String,

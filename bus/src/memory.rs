@@ -116,6 +116,23 @@ impl MemoryBus {
         }))
     }
 
+    /// Tells `reply` that nobody took the message sent with it.
+    fn no_responders(&self, reply: String) -> Result<(), Error> {
+        let registry = self.shared.lock();
+        for sub in registry.matching(&reply).filter(|s| s.group.is_none()) {
+            let message = Message {
+                subject: reply.clone(),
+                reply: None,
+                payload: Bytes::new(),
+                no_responders: true,
+            };
+            if sub.tx.try_send(message).is_err() {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
     /// Delivers to every matching subscription (one member per queue
     /// group); returns how many subscriptions matched.
     fn deliver(
@@ -130,14 +147,7 @@ impl MemoryBus {
         let registry = self.shared.lock();
         let mut plain = Vec::new();
         let mut groups: HashMap<(&str, &str), Vec<&Sub>> = HashMap::new();
-        let exact = registry.exact.get(&subject).into_iter().flatten();
-        let wildcard = registry.wildcard.iter().filter(|id| {
-            registry
-                .subs
-                .get(id)
-                .is_some_and(|s| matches(&s.pattern, &subject))
-        });
-        for sub in exact.chain(wildcard).filter_map(|id| registry.subs.get(id)) {
+        for sub in registry.matching(&subject) {
             match &sub.group {
                 Some(g) => groups.entry((&sub.pattern, g)).or_default().push(sub),
                 None => plain.push(sub),
@@ -155,6 +165,7 @@ impl MemoryBus {
                 subject: subject.clone(),
                 reply: reply.clone(),
                 payload: payload.clone(),
+                no_responders: false,
             };
             if sub.tx.try_send(message).is_err() {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
@@ -172,6 +183,17 @@ impl Shared {
 }
 
 impl Registry {
+    /// The subscriptions whose pattern matches `subject`.
+    fn matching<'a>(&'a self, subject: &'a str) -> impl Iterator<Item = &'a Sub> {
+        let exact = self.exact.get(subject).into_iter().flatten();
+        let wildcard = self.wildcard.iter().filter(move |id| {
+            self.subs
+                .get(id)
+                .is_some_and(|s| matches(&s.pattern, subject))
+        });
+        exact.chain(wildcard).filter_map(|id| self.subs.get(id))
+    }
+
     fn add(&mut self, sub: Sub) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -244,7 +266,10 @@ impl Bus for MemoryBus {
         reply: String,
         payload: Bytes,
     ) -> BoxFuture<'_, Result<(), Error>> {
-        let result = self.deliver(subject, Some(reply), payload).map(drop);
+        let result = match self.deliver(subject, Some(reply.clone()), payload) {
+            Ok(0) => self.no_responders(reply),
+            other => other.map(drop),
+        };
         Box::pin(async move { result })
     }
 

@@ -11,6 +11,11 @@ use futures_util::future::BoxFuture;
 
 use crate::{Bus, Error, Operation, State, Subscription};
 
+/// The pause before each reconnect attempt grows by this much…
+const RECONNECT_STEP: Duration = Duration::from_millis(250);
+/// …up to this.
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
 /// How to reach and authenticate to NATS.
 #[derive(Debug, Clone, Default)]
 pub struct NatsOptions {
@@ -59,7 +64,14 @@ impl NatsBus {
         if addrs.is_empty() {
             return Err(Error::NoUrl);
         }
-        let mut opts = ConnectOptions::new().retry_on_initial_connect();
+        // Back within 2 s of a restarted server: gateways trust a "no
+        // responders" only once workers had the time to come back too.
+        let mut opts = ConnectOptions::new()
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(|attempts| {
+                let steps = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+                RECONNECT_STEP.saturating_mul(steps).min(RECONNECT_MAX)
+            });
         if let Some(name) = &options.name {
             opts = opts.name(name);
         }

@@ -182,7 +182,12 @@ options! {
     namespace_patterns: List<String> => "Dynamic namespace patterns, `*` matching any run of characters",
     authorize: List<String> => "Namespaces whose connects workers must accept on P.conn.<ns>",
     connect_request_timeout: u64 => "Milliseconds to wait for a worker to accept a connect [default: 5000]",
-    ack_timeout: u64 => "Milliseconds to wait for a worker's answer to an event with ack [default: 10000]",
+    ack_timeout: u64 => "Milliseconds to wait for an ack a handler makes after returning, or for an unordered event's ack [default: 10000]",
+    event_lease: u64 => "Milliseconds a worker may hold an event silently before it goes to another worker [default: 5000]",
+    event_attempts: u32 => "Most hand-overs of one event before its client gets an error ack [default: 3]",
+    event_timeout: u64 => "Milliseconds an event waits for the bus to come back before its client gets an error ack [default: 10000]",
+    event_queue: usize => "Most events of one socket waiting their turn; past it, error acks [default: 1024]",
+    event_queue_bytes: usize => "Most bytes of one socket's waiting events [default: 1048576]",
     max_connections: usize => "Most concurrent client sessions; past it, 503 [default: 100000]",
     max_tcp_connections: usize => "Most open TCP connections; past it, closed at once [default: 120000]",
     max_connections_per_address: usize => "Most connections one client address holds (sessions behind --trust-proxy); 0 for none [default: 0]",
@@ -303,6 +308,14 @@ impl Config {
         }
         if self.header_timeout == 0 {
             return invalid("header-timeout", "must be positive");
+        }
+        // The lease travels as u32 milliseconds; a worker renews it every
+        // third, so below 3 ms it could not.
+        if !(3..=u64::from(u32::MAX)).contains(&self.event_lease) {
+            return invalid("event-lease", "must be between 3 and 4294967295");
+        }
+        if self.event_attempts == 0 || self.event_queue == 0 {
+            return invalid("event-attempts/event-queue", "must be positive");
         }
         if self.transports.is_empty() {
             return invalid("transports", "at least one is needed");

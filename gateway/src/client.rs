@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use sio_protocol::envelope::{DisconnectReason, EncodedHandshake};
 use sio_protocol::id::{GatewayId, SocketId};
-use sio_protocol::socketio::{Decoder, Kind, Packet};
-use sio_protocol::subject::Subjects;
+use sio_protocol::socketio::{Decoder, Event, Kind, Packet};
 
 use crate::config::Config;
 use crate::fault::Fault;
@@ -53,7 +52,6 @@ struct State {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules<'a> {
     pub(crate) config: &'a Config,
-    pub(crate) subjects: &'a Subjects,
     pub(crate) gateway: GatewayId,
 }
 
@@ -79,15 +77,9 @@ pub(crate) enum Action {
     /// The socket leaves its namespace.
     Leave(Arc<Socket>, DisconnectReason),
     /// An event for the workers.
-    Publish { subject: String, payload: Bytes },
-    /// An event whose ack the client waits for: a request, holding `slot`
-    /// until the answer.
-    Ask {
+    Event {
         socket: Arc<Socket>,
-        ack: u64,
-        subject: String,
-        payload: Bytes,
-        slot: Asking,
+        event: Event<'static>,
     },
 }
 
@@ -147,32 +139,10 @@ impl Client {
         };
         match packet.kind {
             Kind::Disconnect => Action::Leave(socket, DisconnectReason::ClientNamespaceDisconnect),
-            Kind::Event(event) => {
-                let subject = rules.subjects.event(&socket.ns, event.name());
-                let attachments = event.attachments.as_deref().unwrap_or_default();
-                let payload = match socket.event(event.name(), event.data(), attachments) {
-                    Ok(payload) => Bytes::from(payload),
-                    Err(error) => {
-                        tracing::error!(%error, "cannot encode an event envelope");
-                        return Action::None;
-                    }
-                };
-                let Some(ack) = event.id else {
-                    return Action::Publish { subject, payload };
-                };
-                // Bounded like the send queue: each answer becomes a packet
-                // for the client, and each wait holds the event until then.
-                match self.ask(rules.config.send_queue_packets) {
-                    Some(slot) => Action::Ask {
-                        socket,
-                        ack,
-                        subject,
-                        payload,
-                        slot,
-                    },
-                    None => Action::Close(Fault::AckFlood),
-                }
-            }
+            Kind::Event(event) => Action::Event {
+                socket,
+                event: event.into_owned(),
+            },
             Kind::Ack(ack) => {
                 socket.resolve_ack(ack);
                 Action::None
@@ -265,7 +235,7 @@ impl Client {
     /// A slot for one more client event waiting for a worker's ack, if
     /// fewer than `limit` wait: each holds its payload until the answer,
     /// so a client may not start them faster than the workers answer.
-    fn ask(self: &Arc<Self>, limit: usize) -> Option<Asking> {
+    pub(crate) fn ask(self: &Arc<Self>, limit: usize) -> Option<Asking> {
         if self.asking.fetch_add(1, Ordering::AcqRel) >= limit {
             self.asking.fetch_sub(1, Ordering::AcqRel);
             return None;
@@ -336,7 +306,6 @@ mod tests {
 
     struct Fixture {
         config: Config,
-        subjects: Subjects,
         gateway: GatewayId,
         client: Arc<Client>,
     }
@@ -357,7 +326,6 @@ mod tests {
             );
             Ok(Self {
                 config,
-                subjects: Subjects::new("sio")?,
                 gateway,
                 client: Arc::new(client),
             })
@@ -366,7 +334,6 @@ mod tests {
         fn send(&self, text: &str) -> Action {
             let rules = Rules {
                 config: &self.config,
-                subjects: &self.subjects,
                 gateway: self.gateway,
             };
             self.client.message(text, rules)
@@ -425,32 +392,33 @@ mod tests {
     }
 
     #[test]
-    fn events_publish_or_ask_within_the_bound() -> Test {
+    fn events_carry_their_socket_and_ack_slots_are_bounded() -> Test {
         let f = Fixture::new(config(false))?;
         let socket = f.joined();
-        let Action::Publish { subject, payload } = f.send("2[\"chat\",\"hi\"]") else {
-            panic!("an event without ack is published");
+        let Action::Event {
+            socket: from,
+            event,
+        } = f.send("21[\"chat\",\"hi\"]")
+        else {
+            panic!("an event is for the workers");
         };
-        assert_eq!(subject, f.subjects.event("/", "chat"));
-        let event: envelope::Event<'_> = envelope::decode(&payload)?;
-        assert_eq!(event.data, "[\"chat\",\"hi\"]");
-        assert_eq!(event.socket.id, socket.id);
-        let first = f.send("21[\"q\"]");
-        let Action::Ask { ack, .. } = &first else {
-            panic!("an event with ack asks");
-        };
-        assert_eq!(*ack, 1);
-        let second = f.send("22[\"q\"]");
-        assert!(matches!(second, Action::Ask { .. }));
-        assert!(
-            matches!(f.send("23[\"q\"]"), Action::Close(Fault::AckFlood)),
-            "the third wait passes the bound of 2"
+        assert!(Arc::ptr_eq(&from, &socket));
+        assert_eq!(
+            (event.name(), event.data(), event.id),
+            ("chat", "[\"chat\",\"hi\"]", Some(1))
         );
+        let bytes = socket.event(&event, Default::default())?;
+        let envelope: envelope::Event<'_> = envelope::decode(&bytes)?;
+        assert_eq!(envelope.socket.id, socket.id);
+        assert!(envelope.ack);
+        // Events opted out of order wait for their acks side by side, as
+        // many as the send queue holds.
+        let first = f.client.ask(2);
+        let second = f.client.ask(2);
+        assert!(first.is_some() && second.is_some());
+        assert!(f.client.ask(2).is_none(), "the third passes the bound of 2");
         drop(first);
-        assert!(
-            matches!(f.send("24[\"q\"]"), Action::Ask { .. }),
-            "an answered one frees its slot"
-        );
+        assert!(f.client.ask(2).is_some(), "an answered one frees its slot");
         Ok(())
     }
 
@@ -480,15 +448,13 @@ mod tests {
         assert!(matches!(f.send(header), Action::Pending));
         let rules = Rules {
             config: &f.config,
-            subjects: &f.subjects,
             gateway: f.gateway,
         };
-        let Action::Publish { payload, .. } = f.client.binary(Bytes::from_static(&[1, 2]), rules)
+        let Action::Event { event, .. } = f.client.binary(Bytes::from_static(&[1, 2]), rules)
         else {
-            panic!("the complete event is published");
+            panic!("the complete event is for the workers");
         };
-        let event: envelope::Event<'_> = envelope::decode(&payload)?;
-        assert_eq!(event.attachments, [Bytes::from_static(&[1, 2])]);
+        assert_eq!(event.attachments, Some(vec![Bytes::from_static(&[1, 2])]));
         Ok(())
     }
 

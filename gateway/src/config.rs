@@ -112,8 +112,24 @@ pub struct Config {
     pub authorize: Vec<String>,
     /// Milliseconds to wait for a worker to accept or refuse a connect.
     pub connect_request_timeout: u64,
-    /// Milliseconds to wait for a worker's answer to an event with an ack.
+    /// Milliseconds to wait for an ack its handler makes after returning,
+    /// and for the ack of an event opted out of order.
     pub ack_timeout: u64,
+    /// Milliseconds a worker may hold a client event without a word before
+    /// the event is handed to another worker; workers renew the lease every
+    /// third of it while the handler runs.
+    pub event_lease: u64,
+    /// Most hand-overs of one client event; when the last worker goes
+    /// silent too, its client is told (an error ack) and it is counted.
+    pub event_attempts: u32,
+    /// Milliseconds a socket's next event (or its disconnect) waits for the
+    /// bus to come back before its client is told it was not handled.
+    pub event_timeout: u64,
+    /// Most events of one socket waiting behind the one being handled;
+    /// past it they get an error ack (or are dropped), counted.
+    pub event_queue: usize,
+    /// Most bytes of those waiting events.
+    pub event_queue_bytes: usize,
 
     /// Most concurrent client sessions (a new one past it gets 503).
     pub max_connections: usize,
@@ -212,6 +228,11 @@ impl Default for Config {
             authorize: Vec::new(),
             connect_request_timeout: 5_000,
             ack_timeout: 10_000,
+            event_lease: 5_000,
+            event_attempts: 3,
+            event_timeout: 10_000,
+            event_queue: 1024,
+            event_queue_bytes: 1 << 20,
             max_connections: 100_000,
             max_tcp_connections: 120_000,
             max_connections_per_address: 0,

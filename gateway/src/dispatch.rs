@@ -5,15 +5,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sio_protocol::envelope::{self, AckReply, ConnectReply};
-use sio_protocol::socketio::{Ack, Kind, Packet};
+use sio_protocol::envelope::{self, ConnectReply};
+use sio_protocol::socketio::{Kind, Packet};
 
-use crate::client::{Action, Asking, Client, error_object, namespace_label};
+use crate::client::{Action, Client, error_object, namespace_label};
 use crate::config::ms;
-use crate::delivery;
 use crate::fault::Fault;
 use crate::node::Node;
 use crate::socket::{self, Socket};
+use crate::{delivery, event};
 
 /// A message (Socket.IO text) from the client's transport.
 pub(crate) async fn message(node: &Arc<Node>, client: &Arc<Client>, text: &str) {
@@ -42,17 +42,7 @@ async fn run(node: &Arc<Node>, client: &Arc<Client>, action: Action) {
         }
         Action::Connect { socket, authorize } => connect(node, client, socket, authorize).await,
         Action::Leave(socket, reason) => node.remove_socket(client, &socket, reason),
-        Action::Publish { subject, payload } => node.publish(subject, payload).await,
-        Action::Ask {
-            socket,
-            ack,
-            subject,
-            payload,
-            slot,
-        } => {
-            let node = node.clone();
-            tokio::spawn(ask(node, socket, ack, subject, payload, slot));
-        }
+        Action::Event { socket, event } => event::submit(node, client, socket, event),
     }
 }
 
@@ -129,43 +119,4 @@ async fn establish(
     let frames = socket::frames(&reply);
     node.send(&socket.session, frames.into_iter().chain(socket.release()));
     ready.await;
-}
-
-/// Asks the workers for the ack of a client event and sends it to the
-/// client; the slot frees when this ends.
-async fn ask(
-    node: Arc<Node>,
-    socket: Arc<Socket>,
-    ack: u64,
-    subject: String,
-    payload: Bytes,
-    slot: Asking,
-) {
-    let _slot = slot;
-    let started = std::time::Instant::now();
-    let timeout = ms(node.config.ack_timeout);
-    let reply = match node.bus.request(subject.clone(), payload, timeout).await {
-        Ok(bytes) => envelope::decode_owned::<AckReply>(&bytes).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match reply {
-        Ok(reply) => {
-            node.metrics
-                .ack_rtt
-                .observe(started.elapsed().as_secs_f64());
-            let ack = Ack {
-                id: ack,
-                data: reply.data.into(),
-                attachments: (!reply.attachments.is_empty()).then_some(reply.attachments),
-            };
-            node.send_packet(
-                &socket.session,
-                &Packet::new(socket.ns.clone(), Kind::Ack(ack)),
-            );
-        }
-        Err(error) => {
-            tracing::debug!(%subject, %error, "event ack not answered");
-            node.metrics.drop("ack_unanswered");
-        }
-    }
 }

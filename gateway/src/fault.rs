@@ -1,7 +1,7 @@
-//! Why a gateway ends a client's session, and what each reason means on
-//! the wire and in the metrics: the one place where a failure is mapped to
-//! its socket.io disconnect reason, its `drops{reason}` label and, for a
-//! failed HTTP request, its response.
+//! Why a gateway ends a client's session, and why a client event was not
+//! handled, and what each means on the wire and in the metrics: the one
+//! place where a failure is mapped to its socket.io disconnect reason, its
+//! metric label, its HTTP response or the error ack its client gets.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
@@ -86,6 +86,50 @@ impl Fault {
     }
 }
 
+/// Why a client event was not handled. A client that asked for an ack
+/// gets one whose only argument is `{"error": <message>, "code": <code>}`
+/// (the protocol has no error ack; this is the documented convention);
+/// each is counted in `events{outcome=<code>}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Unhandled {
+    /// Nobody subscribed to the event (NATS no-responders): at once.
+    #[error("no worker answered")]
+    NoWorker,
+    /// Every worker it was handed to went silent past its lease.
+    #[error("the workers holding the event were lost")]
+    WorkerLost,
+    /// The bus stayed down past `--event-timeout`.
+    #[error("the bus is unavailable")]
+    BusUnavailable,
+    /// The socket's queue was full (`--event-queue`).
+    #[error("too many events waiting")]
+    Overloaded,
+    /// The handler failed or panicked before it acked.
+    #[error("the handler failed")]
+    HandlerFailed,
+    /// The gateway could not write the event's envelope.
+    #[error("the gateway could not encode the event")]
+    Internal,
+}
+
+impl Unhandled {
+    pub(crate) const fn code(self) -> &'static str {
+        match self {
+            Self::NoWorker => "no_worker",
+            Self::WorkerLost => "worker_lost",
+            Self::BusUnavailable => "bus_unavailable",
+            Self::Overloaded => "overloaded",
+            Self::HandlerFailed => "handler_failed",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The ack arguments (a JSON array) its client gets.
+    pub(crate) fn ack_data(self) -> String {
+        serde_json::json!([{ "error": self.to_string(), "code": self.code() }]).to_string()
+    }
+}
+
 /// The Engine.IO error response: `{"code":N,"message":"…"}`.
 pub(crate) fn engine_error(code: ErrorCode) -> Response {
     let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -115,5 +159,14 @@ mod tests {
             Fault::PayloadTooLarge.response().status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
+    }
+
+    #[test]
+    fn unhandled_events_on_the_wire() {
+        assert_eq!(
+            Unhandled::NoWorker.ack_data(),
+            r#"[{"code":"no_worker","error":"no worker answered"}]"#
+        );
+        assert_eq!(Unhandled::Overloaded.code(), "overloaded");
     }
 }

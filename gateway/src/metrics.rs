@@ -27,6 +27,11 @@ pub(crate) struct ReasonLabel {
     pub(crate) reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    pub(crate) outcome: &'static str,
+}
+
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
@@ -41,6 +46,8 @@ pub(crate) struct Metrics {
     pub(crate) bus_connected: Gauge,
     pub(crate) bus_errors: Counter,
     pub(crate) ack_rtt: Histogram,
+    pub(crate) events: Family<OutcomeLabel, Counter>,
+    pub(crate) redeliveries: Counter,
     pub(crate) tcp_connections: Family<ListenerLabel, Gauge>,
     pub(crate) accept_errors: Family<ReasonLabel, Counter>,
 }
@@ -62,6 +69,8 @@ impl Default for Metrics {
             ack_rtt: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
             ]),
+            events: Family::default(),
+            redeliveries: Counter::default(),
             tcp_connections: Family::default(),
             accept_errors: Family::default(),
             registry: Registry::default(),
@@ -123,6 +132,16 @@ impl Default for Metrics {
             "Time from a client event with ack to the worker's answer",
             m.ack_rtt.clone(),
         );
+        registry.register(
+            "events",
+            "Client events by outcome: handled, unordered (published, not waited on), or why not handled (the error ack's code)",
+            m.events.clone(),
+        );
+        registry.register(
+            "event_redeliveries",
+            "Client events handed to another worker after the one holding them went silent past --event-lease",
+            m.redeliveries.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -130,6 +149,10 @@ impl Default for Metrics {
 impl Metrics {
     pub(crate) fn drop(&self, reason: &'static str) {
         self.drops.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub(crate) fn event(&self, outcome: &'static str) {
+        self.events.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     pub(crate) fn accept_error(&self, reason: &'static str) {

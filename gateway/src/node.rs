@@ -1,13 +1,15 @@
 //! The gateway's handles (configuration, bus, metrics, registry, clock,
 //! timer) and the primitive effects every part above uses: queue frames
 //! for a client or a socket, end a session for a fault, take a socket out,
-//! publish.
+//! publish within bounds.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use sio_bus::Bus;
+use sio_bus::{Bus, State};
 use sio_protocol::envelope::DisconnectReason;
 use sio_protocol::id::GatewayId;
 use sio_protocol::socketio::{Kind, Packet};
@@ -15,10 +17,12 @@ use sio_protocol::subject::Subjects;
 
 use crate::address::Addresses;
 use crate::client::{Client, Rules};
-use crate::config::{Config, Transport};
+use crate::config::{Config, Transport, ms};
+use crate::event::Replies;
 use crate::fault::Fault;
 use crate::metrics::Metrics;
 use crate::outbox::Frame;
+use crate::queue::{Bounds, Job, Push};
 use crate::registry::Registry;
 use crate::session::Session;
 use crate::socket::{self, Hold, Socket};
@@ -37,7 +41,26 @@ pub(crate) struct Node {
     pub(crate) timer: Arc<Timer>,
     draining: AtomicBool,
     pub(crate) epoch: tokio::time::Instant,
+    /// Where workers answer the events handed to them.
+    pub(crate) replies: Arc<Replies>,
+    /// The bus as last seen, and since when it is back.
+    seen: tokio::sync::watch::Sender<Seen>,
+    /// Events the workers said may run out of order, by namespace.
+    unordered: Mutex<HashSet<(String, String)>>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    up: bool,
+    /// When the bus last came back (`None` if it never went away).
+    back: Option<tokio::time::Instant>,
+}
+
+/// How long after the bus came back a no-responders answer is not
+/// believed at once: the workers reconnect on their own schedule.
+const SETTLE: Duration = Duration::from_secs(3);
+/// Most events remembered as opted out of order.
+const MAX_UNORDERED: usize = 4096;
 
 impl Node {
     pub(crate) fn new(
@@ -50,13 +73,68 @@ impl Node {
             config,
             id,
             subjects,
-            bus,
             metrics: Metrics::default(),
             registry: Registry::default(),
             addresses: Arc::default(),
             timer: Arc::default(),
             draining: AtomicBool::new(false),
             epoch: tokio::time::Instant::now(),
+            replies: Arc::new(Replies::new(bus.new_inbox())),
+            seen: tokio::sync::watch::Sender::new(Seen {
+                up: bus.state() == State::Connected,
+                back: None,
+            }),
+            unordered: Mutex::default(),
+            bus,
+        }
+    }
+
+    /// Notes the bus's state now (`event::watch` calls it).
+    pub(crate) fn observe_bus(&self) {
+        let up = self.bus.state() == State::Connected;
+        self.seen.send_if_modified(|seen| {
+            let changed = seen.up != up;
+            if changed {
+                seen.up = up;
+                if up {
+                    seen.back = Some(tokio::time::Instant::now());
+                }
+            }
+            changed
+        });
+    }
+
+    /// Waits for the bus to be up, until `deadline`; false if it was not.
+    pub(crate) async fn bus_ready(&self, deadline: tokio::time::Instant) -> bool {
+        let mut seen = self.seen.subscribe();
+        let up = seen.wait_for(|s| s.up);
+        matches!(tokio::time::timeout_at(deadline, up).await, Ok(Ok(_)))
+    }
+
+    /// Whether the bus came back moments ago.
+    pub(crate) fn settling(&self) -> bool {
+        self.seen
+            .borrow()
+            .back
+            .is_some_and(|t| t.elapsed() < SETTLE)
+    }
+
+    pub(crate) fn is_unordered(&self, ns: &str, event: &str) -> bool {
+        let set = self.unordered.lock().unwrap_or_else(|e| e.into_inner());
+        !set.is_empty() && set.contains(&(ns.to_owned(), event.to_owned()))
+    }
+
+    pub(crate) fn learn_unordered(&self, ns: &str, event: &str) {
+        let mut set = self.unordered.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() < MAX_UNORDERED {
+            set.insert((ns.to_owned(), event.to_owned()));
+        }
+    }
+
+    pub(crate) fn queue_bounds(&self) -> Bounds {
+        Bounds {
+            jobs: self.config.event_queue,
+            bytes: self.config.event_queue_bytes,
         }
     }
 
@@ -68,7 +146,6 @@ impl Node {
     pub(crate) fn rules(&self) -> Rules<'_> {
         Rules {
             config: &self.config,
-            subjects: &self.subjects,
             gateway: self.id,
         }
     }
@@ -170,8 +247,23 @@ impl Node {
         self.registry.unindex(socket);
         let Ok(payload) = payload else { return };
         let subject = self.subjects.disconnect(&socket.ns);
-        let node = self.clone();
-        tokio::spawn(async move { node.publish(subject, payload.into()).await });
+        // After the socket's events: whoever hands them over publishes it
+        // in its turn.
+        let notice = Job::Notice {
+            subject,
+            payload: payload.into(),
+        };
+        if let Push::Start(Job::Notice { subject, payload }) =
+            socket.push(notice, self.queue_bounds())
+        {
+            let node = self.clone();
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                node.publish(subject, payload).await;
+                // Nothing can follow a disconnect; the queue is idle again.
+                let _ = socket.next_job();
+            });
+        }
     }
 
     /// Server-side disconnect of one socket (`close`: of its whole client
@@ -194,12 +286,36 @@ impl Node {
         }
     }
 
-    /// Publishes to the bus, counting what could not be sent.
+    /// Publishes to the bus, waiting up to `--event-timeout` for it to be
+    /// up; counts what could not be sent.
     pub(crate) async fn publish(&self, subject: String, payload: Bytes) {
-        if let Err(error) = self.bus.publish(subject, payload).await {
-            tracing::warn!(%error, "publish failed");
-            self.metrics.bus_errors.inc();
+        let deadline = tokio::time::Instant::now() + ms(self.config.event_timeout);
+        if !self.bus_ready(deadline).await {
             self.metrics.drop("bus_unavailable");
+            return;
         }
+        self.publish_until(deadline, subject, payload).await;
+    }
+
+    /// Publishes if the bus is up now; else drops it, counted.
+    pub(crate) async fn publish_now(&self, subject: String, payload: Bytes) {
+        if !self.seen.borrow().up {
+            self.metrics.drop("bus_unavailable");
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + ms(self.config.event_timeout);
+        self.publish_until(deadline, subject, payload).await;
+    }
+
+    async fn publish_until(&self, deadline: tokio::time::Instant, subject: String, payload: Bytes) {
+        let sent = tokio::time::timeout_at(deadline, self.bus.publish(subject, payload)).await;
+        let error = match sent {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        tracing::warn!(%error, "publish failed");
+        self.metrics.bus_errors.inc();
+        self.metrics.drop("bus_unavailable");
     }
 }

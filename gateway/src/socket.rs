@@ -1,20 +1,22 @@
 //! One client's presence in one namespace: its id, its context (kept
 //! encoded, see [`EncodedContext`]), the frames held back while its
-//! connect is decided, and the server emits waiting for its acks.
+//! connect is decided, its events on their way to the workers, and the
+//! server emits waiting for its acks.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use sio_protocol::envelope::{
-    self, AckReply, DisconnectReason, EncodedContext, EncodedHandshake, SocketContext, SocketState,
+    self, AckReply, Delivery, DisconnectReason, EncodedContext, EncodedHandshake, SocketContext,
+    SocketState,
 };
 use sio_protocol::id::SocketId;
 use sio_protocol::socketio::{Ack, Packet};
 use tokio::sync::oneshot;
 
 use crate::outbox::Frame;
+use crate::queue::{Bounds, Job, Push, Queue};
 use crate::session::Session;
 
 #[derive(Debug)]
@@ -23,6 +25,8 @@ pub(crate) struct Socket {
     pub(crate) ns: String,
     pub(crate) session: Arc<Session>,
     inner: Mutex<Inner>,
+    /// Its events (and its disconnect) on their way to the workers.
+    queue: Mutex<Queue>,
     next_ack: AtomicU64,
     /// Set once the socket has left: a join or a connect still in flight
     /// must not put it back into the registry or the room index.
@@ -77,6 +81,7 @@ impl Socket {
                 pending: pending.then(Vec::new),
                 acks: HashMap::new(),
             }),
+            queue: Mutex::default(),
             next_ack: AtomicU64::new(0),
             gone: AtomicBool::new(false),
         })
@@ -94,11 +99,26 @@ impl Socket {
     /// The envelope of one event from this socket.
     pub(crate) fn event(
         &self,
-        name: &str,
-        data: &str,
-        attachments: &[Bytes],
+        event: &sio_protocol::socketio::Event<'_>,
+        delivery: Delivery,
     ) -> Result<Vec<u8>, envelope::Error> {
-        self.inner().context.event(name, data, attachments)
+        let attachments = event.attachments.as_deref().unwrap_or_default();
+        let ack = event.id.is_some();
+        (self.inner().context).event(event.name(), event.data(), attachments, ack, delivery)
+    }
+
+    /// Queues a job for the workers (see [`Queue::push`]).
+    pub(crate) fn push(&self, job: Job, bounds: Bounds) -> Push {
+        self.queue().push(job, bounds)
+    }
+
+    /// The job after the one just handled, if any.
+    pub(crate) fn next_job(&self) -> Option<Job> {
+        self.queue().next()
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn connect_request(&self) -> Result<Vec<u8>, envelope::Error> {

@@ -144,6 +144,11 @@ fn envelopes(c: &mut Criterion) {
         event: "chat message".into(),
         data: EVENT[2..].into(),
         attachments: Vec::new(),
+        ack: false,
+        delivery: envelope::Delivery {
+            attempt: 1,
+            lease_ms: 5000,
+        },
     };
     let bytes = envelope::encode(&event).unwrap();
     let mut g = c.benchmark_group("event_envelope");
@@ -170,6 +175,8 @@ fn envelopes(c: &mut Criterion) {
                 event: Cow::Borrowed(&event.event),
                 data: Cow::Borrowed(&event.data),
                 attachments: Vec::new(),
+                ack: event.ack,
+                delivery: event.delivery,
             };
             black_box(envelope::encode(&rebuilt).unwrap().len())
         })
@@ -186,14 +193,22 @@ fn envelopes(c: &mut Criterion) {
     )
     .unwrap();
     assert_eq!(
-        spliced.event(&event.event, &event.data, &[]).unwrap(),
+        spliced
+            .event(&event.event, &event.data, &[], event.ack, event.delivery)
+            .unwrap(),
         bytes
     );
     g.bench_function("per_event_spliced", |b| {
         b.iter(|| {
             black_box(
                 spliced
-                    .event(black_box(&event.event), &event.data, &[])
+                    .event(
+                        black_box(&event.event),
+                        &event.data,
+                        &[],
+                        event.ack,
+                        event.delivery,
+                    )
                     .unwrap()
                     .len(),
             )

@@ -371,8 +371,11 @@ proptest! {
         control in control(),
         control_reply in control_reply(),
         hb in (gateway(), ".{0,8}", any::<u64>(), ".{0,8}", any::<u64>(), any::<bool>()),
+        delivery in (any::<u32>(), any::<u32>()),
     ) {
-        let ev = envelope::Event { socket: socket.clone(), event: Cow::Owned(event), data: Cow::Owned(data), attachments };
+        let ev = envelope::Event { socket: socket.clone(), event: Cow::Owned(event), data: Cow::Owned(data), attachments, ack: hb.5, delivery: envelope::Delivery { attempt: delivery.0, lease_ms: delivery.1 } };
+        assert_roundtrip(&envelope::EventReply::Working);
+        assert_roundtrip(&envelope::EventReply::Done { ack: Some(AckReply { data: reject.clone(), attachments: Vec::new() }), failed: hb.5, unordered: !hb.5 });
         let bytes = envelope::encode(&ev).unwrap();
         prop_assert_eq!(envelope::decode::<envelope::Event<'_>>(&bytes).unwrap(), ev);
         assert_roundtrip(&ConnectRequest { socket: socket.clone() });
@@ -410,6 +413,8 @@ proptest! {
         name in ".{0,8}",
         data in ".{0,16}",
         attachments in vec(vec(any::<u8>(), 0..8).prop_map(Bytes::from), 0..3),
+        attempt in any::<u32>(),
+        lease_ms in any::<u32>(),
     ) {
         let spliced = spliced(&ctx);
         prop_assert_eq!(spliced.decode().unwrap(), ctx.clone());
@@ -418,9 +423,11 @@ proptest! {
             event: name.as_str().into(),
             data: data.as_str().into(),
             attachments: attachments.clone(),
+            ack: attempt % 2 == 0,
+            delivery: envelope::Delivery { attempt, lease_ms },
         };
         prop_assert_eq!(
-            spliced.event(&name, &data, &attachments).unwrap(),
+            spliced.event(&name, &data, &attachments, event.ack, event.delivery).unwrap(),
             envelope::encode(&event).unwrap()
         );
         let disconnect = envelope::Disconnect {

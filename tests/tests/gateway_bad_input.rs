@@ -42,12 +42,13 @@ impl World {
         tokio::spawn(async move {
             while let Some(m) = events.next().await {
                 if let Some(reply) = m.reply {
-                    let ack = AckReply {
+                    let ev: envelope::Event<'_> = envelope::decode(&m.payload).unwrap();
+                    let ack = ev.ack.then(|| AckReply {
                         data: "[true]".into(),
                         attachments: vec![],
-                    };
+                    });
                     worker
-                        .publish(reply, envelope::encode(&ack).unwrap().into())
+                        .publish(reply, sio_tests::raw::event_done(ack))
                         .await
                         .unwrap();
                 }

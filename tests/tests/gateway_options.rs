@@ -347,10 +347,13 @@ async fn a_worker_waiting_for_an_ack_hears_at_once_that_the_client_left() {
     assert_eq!(reply, CommandReply::AckTimeout);
 }
 
+/// One socket's events wait their turn behind the one a worker holds, at
+/// most `--event-queue` of them; one more gets the `overloaded` error ack
+/// at once, and the session goes on.
 #[tokio::test]
-async fn a_client_may_not_start_acks_faster_than_workers_answer() {
+async fn a_socket_may_not_queue_more_events_than_the_bound() {
     let (gw, bus) = gateway(Config {
-        send_queue_packets: 8,
+        event_queue: 2,
         ..test_config()
     })
     .await;
@@ -360,12 +363,68 @@ async fn a_client_may_not_start_acks_faster_than_workers_answer() {
         .await
         .unwrap();
     let (mut ws, _) = Ws::joined(gw.addr, "/").await;
+    for id in 0..4 {
+        ws.send(&format!(r#"42{id}["slow"]"#)).await;
+    }
+    silent
+        .next_within(WAIT)
+        .await
+        .expect("the first is handed over");
+    assert_eq!(
+        ws.text().await,
+        r#"433[{"code":"overloaded","error":"too many events waiting"}]"#,
+        "the fourth: one held, two waiting"
+    );
+    assert!(
+        silent
+            .next_within(Duration::from_millis(200))
+            .await
+            .is_err(),
+        "the others wait for the first to be done"
+    );
+    let metrics = http(gw.addr, "GET", "/metrics", &[], b"").await.text();
+    assert!(
+        metrics.contains(r#"sio_gateway_events_total{outcome="overloaded"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// Events the workers opted out of order wait for their acks side by
+/// side; a client may not start more of them than the send queue holds.
+#[tokio::test]
+async fn a_client_may_not_start_unordered_acks_faster_than_workers_answer() {
+    let (gw, bus) = gateway(Config {
+        send_queue_packets: 8,
+        ..test_config()
+    })
+    .await;
+    let mut worker = bus
+        .subscribe(Subjects::default().event("/", "slow"))
+        .await
+        .unwrap();
+    let (mut ws, _) = Ws::joined(gw.addr, "/").await;
+    // The first answer tells the gateway that "slow" is unordered.
+    ws.send(r#"42["slow"]"#).await;
+    let first = worker.next_within(WAIT).await.unwrap();
+    let done = envelope::EventReply::Done {
+        ack: None,
+        failed: false,
+        unordered: true,
+    };
+    bus.publish(
+        first.reply.unwrap(),
+        envelope::encode(&done).unwrap().into(),
+    )
+    .await
+    .unwrap();
+    // Then it takes them and never answers.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     for id in 0..8 {
         ws.send(&format!(r#"42{id}["slow"]"#)).await;
-        silent
+        worker
             .next_within(WAIT)
             .await
-            .expect("the event reached the worker");
+            .expect("each is handed over at once");
     }
     let metrics = || async { http(gw.addr, "GET", "/metrics", &[], b"").await.text() };
     assert!(

@@ -127,9 +127,14 @@ async fn typed_events_and_acks(kind: BusKind) {
     assert_eq!(&question[2 + id.len()..], r#"["question","why?"]"#);
     ws.send(&format!(r#"43{id}["because"]"#)).await;
     assert_eq!(ws.text().await, r#"42["answer","because"]"#);
-    // Arguments of the wrong type: the handler is not run, the worker goes on.
+    // Arguments of the wrong type: the handler is not run, the client is
+    // told, the worker goes on.
     ws.send(r#"423["add","two",2]"#).await;
     ws.send(r#"424["add",1,1]"#).await;
+    assert_eq!(
+        ws.text().await,
+        r#"433[{"code":"handler_failed","error":"the handler failed"}]"#
+    );
     assert_eq!(ws.text().await, "434[2]");
 }
 
@@ -381,9 +386,10 @@ async fn shutdown_waits_for_running_handlers_then_stops_taking_events() {
     );
     assert_eq!(ws.text().await, "431[]");
     ws.send(r#"422["slow"]"#).await;
-    assert!(
-        ws.quiet(Duration::from_millis(500)).await,
-        "no worker takes events any more"
+    assert_eq!(
+        ws.text().await,
+        r#"432[{"code":"no_worker","error":"no worker answered"}]"#,
+        "no worker takes events any more, and the client hears it at once"
     );
 }
 

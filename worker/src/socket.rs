@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sio_protocol::envelope::{
-    self, AckReply, Command, CommandReply, Handshake, SocketCommand, SocketContext,
+    self, AckReply, Command, CommandReply, EventReply, Handshake, SocketCommand, SocketContext,
 };
 use sio_protocol::id::SocketId;
 use sio_protocol::socketio;
@@ -26,8 +26,10 @@ pub struct Socket {
 struct Inner {
     context: SocketContext,
     emitter: Emitter,
-    /// Where the answer goes, when the client asked for an ack.
-    ack: Mutex<Option<String>>,
+    /// The ack, when the client asked for one.
+    ack: Option<Arc<AckSlot>>,
+    /// Which hand-over of the event this is (1 outside events).
+    attempt: u32,
     /// While the connect handler runs on a namespace the gateway asks
     /// about: data and rooms go into the accept reply.
     connecting: Option<Mutex<Accept>>,
@@ -41,20 +43,42 @@ pub(crate) struct Accept {
 }
 
 impl Socket {
-    pub(crate) fn new(
+    pub(crate) fn new(context: SocketContext, emitter: Emitter, connecting: bool) -> Self {
+        Self::event(context, emitter, None, 1).with_connecting(connecting)
+    }
+
+    /// The socket as the handler of one event sees it.
+    pub(crate) fn event(
         context: SocketContext,
         emitter: Emitter,
-        ack: Option<String>,
-        connecting: bool,
+        ack: Option<Arc<AckSlot>>,
+        attempt: u32,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 context: with_auth(context),
                 emitter,
-                ack: Mutex::new(ack),
-                connecting: connecting.then(Mutex::default),
+                ack,
+                attempt,
+                connecting: None,
             }),
         }
+    }
+
+    fn with_connecting(mut self, connecting: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.connecting = connecting.then(Mutex::default);
+        }
+        self
+    }
+
+    /// Which hand-over of this event the handler sees: 1, unless a worker
+    /// that held it went silent past the gateway's lease (it died, or hung)
+    /// and the gateway handed it to another. A handler whose effects must
+    /// not happen twice keeps what it did by event and skips it when the
+    /// attempt is above 1 and the work is done.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
     }
 
     /// The decisions of a connect handler, once it returned.
@@ -204,34 +228,31 @@ impl Socket {
     }
 
     /// Answers the client's acknowledgement request with `args`. Only the
-    /// first answer counts.
+    /// first answer counts. The ack leaves when the handler next waits or
+    /// returns (with its reply that it is done, in one message); one made
+    /// after the handler returned reaches the client if it comes within
+    /// the gateway's `--ack-timeout`.
     pub async fn ack<T: Serialize + ?Sized>(&self, args: &T) -> Result<(), Error> {
         let (data, attachments) = args::to_array(args)?;
         self.answer(AckReply { data, attachments }).await
     }
 
     async fn answer(&self, answer: AckReply) -> Result<(), Error> {
-        let reply = self
-            .inner
-            .ack
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let reply = reply.ok_or(Error::NoAck)?;
+        let slot = self.inner.ack.as_ref().ok_or(Error::NoAck)?;
+        let Some(late) = slot.make(answer)? else {
+            return Ok(());
+        };
+        let bytes = envelope::encode(&EventReply::Ack(late))?;
         Ok(self
             .emitter()
             .bus
-            .publish(reply, envelope::encode(&answer)?.into())
+            .publish(slot.reply.clone(), bytes.into())
             .await?)
     }
 
     /// Whether the client asked for an acknowledgement not yet given.
     pub fn wants_ack(&self) -> bool {
-        self.inner
-            .ack
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.inner.ack.as_ref().is_some_and(|slot| slot.open())
     }
 
     /// Other sockets in `room` (this one left out), in this namespace.
@@ -314,6 +335,94 @@ impl Socket {
         })
         .await
         .map(drop)
+    }
+}
+
+/// The ack of one event, between its handler and the worker that
+/// replies to the gateway for it.
+#[derive(Debug)]
+pub(crate) struct AckSlot {
+    /// The event's reply subject.
+    reply: String,
+    state: Mutex<AckState>,
+    /// Wakes the worker when the handler made the ack.
+    pub(crate) made: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+enum AckState {
+    /// Not made yet, the handler runs.
+    Open,
+    /// Made, not sent yet.
+    Made(AckReply),
+    /// Sent, or on its way.
+    Taken,
+    /// The handler returned without it: one made now is sent at once.
+    Returned,
+}
+
+impl AckSlot {
+    pub(crate) fn new(reply: String) -> Arc<Self> {
+        Arc::new(Self {
+            reply,
+            state: Mutex::new(AckState::Open),
+            made: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AckState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn open(&self) -> bool {
+        matches!(*self.lock(), AckState::Open | AckState::Returned)
+    }
+
+    /// Records the handler's ack; `Some` when it must be sent by the
+    /// caller, the handler having returned.
+    fn make(&self, answer: AckReply) -> Result<Option<AckReply>, Error> {
+        let mut state = self.lock();
+        match *state {
+            AckState::Open => {
+                *state = AckState::Made(answer);
+                drop(state);
+                self.made.notify_one();
+                Ok(None)
+            }
+            AckState::Returned => {
+                *state = AckState::Taken;
+                Ok(Some(answer))
+            }
+            AckState::Made(_) | AckState::Taken => Err(Error::NoAck),
+        }
+    }
+
+    /// The ack made and not sent yet, to send now.
+    pub(crate) fn take(&self) -> Option<AckReply> {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, AckState::Taken) {
+            AckState::Made(answer) => Some(answer),
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+
+    /// The handler returned: its ack if made and not sent yet.
+    pub(crate) fn returned(&self) -> Option<AckReply> {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, AckState::Taken) {
+            AckState::Made(answer) => Some(answer),
+            AckState::Open => {
+                *state = AckState::Returned;
+                None
+            }
+            other => {
+                *state = other;
+                None
+            }
+        }
     }
 }
 

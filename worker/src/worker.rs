@@ -6,28 +6,34 @@
 //! concurrently, up to a limit; a failing or panicking handler is logged
 //! and the worker goes on.
 //!
-//! Ordering: events of one socket may be handled concurrently, by
-//! different workers, and so finish in any order. A client that needs
-//! order waits for each event's acknowledgement before sending the next.
+//! Order: a gateway hands a socket's next event to the workers once the
+//! handler of the one before has returned, so one socket's handlers run
+//! one at a time, in the order the client sent the events, whichever
+//! worker takes each. While a handler runs, its worker renews the event's
+//! lease on the reply subject; at the end it says `Done`, with the ack.
+//! A namespace or an event may opt out ([`Namespace::unordered`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sio_bus::{Bus, Message, Subscription};
-use sio_protocol::envelope::{self, ConnectReply, ConnectRequest, Disconnect, DisconnectReason};
+use sio_protocol::envelope::{
+    self, ConnectReply, ConnectRequest, Disconnect, DisconnectReason, EventReply,
+};
 use tokio::sync::Semaphore;
 
 use crate::Error;
 use crate::args::{self, RawArgs};
 use crate::emitter::Emitter;
-use crate::socket::Socket;
+use crate::socket::{AckSlot, Socket};
 
 /// A connect refused by a connect handler; the client receives it as
 /// `connect_error` with `message` (and `data`, when set).
@@ -107,6 +113,16 @@ pub struct Namespace {
     on_connect: Option<ConnectHandler>,
     events: HashMap<String, EventHandler>,
     on_disconnect: Option<DisconnectHandler>,
+    unordered: Unordered,
+}
+
+/// Which events of a namespace opted out of per-socket order.
+#[derive(Debug, Default, Clone)]
+enum Unordered {
+    #[default]
+    None,
+    Some(HashSet<String>),
+    All,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -171,6 +187,40 @@ impl Namespace {
         });
         self.events.insert(event.into(), erased);
         self
+    }
+
+    /// Lets these events of one socket run at the same time as its other
+    /// events, in any order, for throughput (typing indicators, cursor
+    /// positions). Without an ack they also lose the hand-over to another
+    /// worker when one dies: the gateway publishes them and forgets them,
+    /// once it has heard of the opt-out from a worker's first reply.
+    pub fn unordered<I, E>(&mut self, events: I) -> &mut Self
+    where
+        I: IntoIterator<Item = E>,
+        E: Into<String>,
+    {
+        if let Unordered::None = self.unordered {
+            self.unordered = Unordered::Some(HashSet::new());
+        }
+        if let Unordered::Some(set) = &mut self.unordered {
+            set.extend(events.into_iter().map(Into::into));
+        }
+        self
+    }
+
+    /// Opts every event of the namespace out of per-socket order, as
+    /// [`Namespace::unordered`] does for some.
+    pub fn all_unordered(&mut self) -> &mut Self {
+        self.unordered = Unordered::All;
+        self
+    }
+
+    fn is_unordered(&self, event: &str) -> bool {
+        match &self.unordered {
+            Unordered::None => false,
+            Unordered::Some(set) => set.contains(event),
+            Unordered::All => true,
+        }
     }
 
     /// Runs when a socket leaves the namespace, with socket.io's reason.
@@ -372,10 +422,10 @@ async fn feed(
 }
 
 /// Serves one message. The one place where a failure leaves the worker:
-/// nothing goes back on the bus for it (a connect the gateway asked about
-/// and got no answer for is refused by the gateway after its timeout, an
-/// event's ack is not sent), so it becomes a log record, with its source
-/// chain and the subject it came on (which names the namespace and event).
+/// the gateway hears no more of it than that the event's handler failed
+/// (a connect it asked about and got no answer for is refused after its
+/// timeout), so it becomes a log record, with its source chain and the
+/// subject it came on (which names the namespace and event).
 async fn serve(kind: Kind, mut message: Message, handlers: &Namespace, emitter: Emitter) {
     let result = match kind {
         Kind::Connect => connect(&mut message, handlers, emitter).await,
@@ -423,7 +473,7 @@ async fn connect(
 ) -> Result<(), Error> {
     let request: ConnectRequest = envelope::decode_owned(&message.payload)?;
     let asked = message.reply.is_some();
-    let socket = Socket::new(request.socket, emitter.clone(), None, asked);
+    let socket = Socket::new(request.socket, emitter.clone(), asked);
     let decision = match &handlers.on_connect {
         Some(handler) => handler(socket.clone()).await,
         None => Ok(()),
@@ -452,12 +502,112 @@ async fn connect(
 
 async fn event(message: &mut Message, handlers: &Namespace, emitter: Emitter) -> Result<(), Error> {
     let event: envelope::Event<'_> = envelope::decode(&message.payload)?;
-    let Some(handler) = handlers.events.get(event.event.as_ref()) else {
-        tracing::debug!(event = %event.event, "no handler");
-        return Ok(());
+    let reply = message.reply.take();
+    let slot = reply.clone().filter(|_| event.ack).map(AckSlot::new);
+    let socket = Socket::event(
+        event.socket.clone(),
+        emitter.clone(),
+        slot.clone(),
+        event.delivery.attempt,
+    );
+    let run = match handlers.events.get(event.event.as_ref()) {
+        Some(handler) => handler(socket, &event.data, &event.attachments),
+        None => {
+            tracing::debug!(event = %event.event, "no handler");
+            Ok(Box::pin(async { Ok(()) }) as BoxFuture<'static, _>)
+        }
     };
-    let socket = Socket::new(event.socket.clone(), emitter, message.reply.take(), false);
-    handler(socket, &event.data, &event.attachments)?.await
+    let Some(reply) = reply else {
+        return run?.await;
+    };
+    let held = Held {
+        reply,
+        lease: Duration::from_millis(u64::from(event.delivery.lease_ms)),
+        slot,
+        unordered: handlers.is_unordered(&event.event),
+        emitter: &emitter,
+    };
+    match run {
+        Ok(run) => held.run(run).await,
+        Err(error) => {
+            held.done(None, true).await;
+            Err(error)
+        }
+    }
+}
+
+/// An event a gateway waits on: the worker renews its lease while the
+/// handler runs, sends the ack once made, and says when it is done.
+struct Held<'a> {
+    reply: String,
+    lease: Duration,
+    slot: Option<Arc<AckSlot>>,
+    unordered: bool,
+    emitter: &'a Emitter,
+}
+
+impl Held<'_> {
+    async fn run(&self, handler: BoxFuture<'static, Result<(), Error>>) -> Result<(), Error> {
+        // A third of the lease: two renewals may be late or lost before
+        // the gateway gives the event to another worker.
+        let period = (self.lease / 3).max(Duration::from_millis(1));
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut handler = AssertUnwindSafe(handler).catch_unwind();
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                outcome = &mut handler => break outcome,
+                () = made(self.slot.as_deref()) => {
+                    if let Some(ack) = self.slot.as_ref().and_then(|s| s.take()) {
+                        self.send(&EventReply::Ack(ack)).await;
+                    }
+                }
+                _ = renew.tick(), if !self.lease.is_zero() => {
+                    self.send(&EventReply::Working).await;
+                }
+            }
+        };
+        let ack = self.slot.as_ref().and_then(|s| s.returned());
+        let failed = !matches!(outcome, Ok(Ok(())));
+        self.done(ack, failed).await;
+        match outcome {
+            Ok(result) => result,
+            // Told the gateway; now the dispatch logs it.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    async fn done(&self, ack: Option<envelope::AckReply>, failed: bool) {
+        let done = EventReply::Done {
+            ack,
+            failed,
+            unordered: self.unordered,
+        };
+        self.send(&done).await;
+    }
+
+    async fn send(&self, reply: &EventReply) {
+        let sent = match envelope::encode(reply) {
+            Ok(bytes) => {
+                let bus = &self.emitter.bus;
+                bus.publish(self.reply.clone(), bytes.into())
+                    .await
+                    .map_err(Error::from)
+            }
+            Err(e) => Err(e.into()),
+        };
+        if let Err(error) = sent {
+            tracing::warn!(error = %Chain(&error), "cannot answer the gateway");
+        }
+    }
+}
+
+/// Resolves when the handler made its ack; never without a slot.
+async fn made(slot: Option<&AckSlot>) {
+    match slot {
+        Some(slot) => slot.made.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn disconnect(
@@ -469,7 +619,7 @@ async fn disconnect(
     let Some(handler) = &handlers.on_disconnect else {
         return Ok(());
     };
-    let socket = Socket::new(disconnect.socket, emitter, None, false);
+    let socket = Socket::new(disconnect.socket, emitter, false);
     handler(socket, disconnect.reason).await
 }
 

@@ -6,6 +6,7 @@ use sio_protocol::envelope::*;
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode::<Event<'_>>(data);
+    let _ = decode_owned::<EventReply>(data);
     let _ = decode_owned::<ConnectRequest>(data);
     let _ = decode_owned::<ConnectReply>(data);
     let _ = decode_owned::<AckReply>(data);

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{DisconnectReason, Error, Handshake, SocketContext, VERSION};
+use super::{Delivery, DisconnectReason, Error, Handshake, SocketContext, VERSION};
 use crate::id::SocketId;
 
 /// What a socket has of its own beside the handshake, which may change.
@@ -135,9 +135,16 @@ impl EncodedContext {
     }
 
     /// The [`Event`](super::Event) envelope of one client event.
-    pub fn event(&self, event: &str, data: &str, attachments: &[Bytes]) -> Result<Vec<u8>, Error> {
+    pub fn event(
+        &self,
+        event: &str,
+        data: &str,
+        attachments: &[Bytes],
+        ack: bool,
+        delivery: Delivery,
+    ) -> Result<Vec<u8>, Error> {
         let extra = event.len() + data.len() + attachments.iter().map(Bytes::len).sum::<usize>();
-        self.envelope(&(event, data, attachments), extra)
+        self.envelope(&(event, data, attachments, ack, delivery), extra + 9)
     }
 
     /// The [`Disconnect`](super::Disconnect) envelope.

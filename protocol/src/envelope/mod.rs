@@ -4,7 +4,7 @@
 //! | subject | body | reply |
 //! | --- | --- | --- |
 //! | `P.conn.<ns>` | [`ConnectRequest`] | [`ConnectReply`] |
-//! | `P.ev.<ns>.<event>` | [`Event`] | [`AckReply`] when the client asked for an ack |
+//! | `P.ev.<ns>.<event>` | [`Event`] | [`EventReply`]s, when the gateway waits for the handler |
 //! | `P.disc.<ns>` | [`Disconnect`] | — |
 //! | `P.room.<ns>.<room>`, `P.ns.<ns>` | [`Emit`] | — |
 //! | `P.gw.<gateway-id>` | [`Command`] | [`CommandReply`] |
@@ -28,7 +28,7 @@ mod context;
 pub use context::{EncodedContext, EncodedHandshake, SocketState};
 
 /// The envelope format revision. A receiver rejects every other value.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 
 /// Why an envelope could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,9 +129,58 @@ pub struct Event<'a> {
     pub data: Cow<'a, str>,
     /// Binary attachments its placeholders refer to.
     pub attachments: Vec<Bytes>,
+    /// Whether the client asked for an ack.
+    pub ack: bool,
+    /// Which hand-over of the event this is. Last, so that a gateway
+    /// re-sends an event by rewriting its envelope's final bytes.
+    pub delivery: Delivery,
 }
 
-/// Reply to an event or an emit-with-ack: the ack arguments.
+/// How an event is handed to a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Delivery {
+    /// 1 for the first hand-over; more when a worker that held the event
+    /// went silent and it was handed to another.
+    pub attempt: u32,
+    /// Milliseconds a worker may stay silent while it holds the event
+    /// before the gateway hands it to another; the worker says
+    /// [`EventReply::Working`] well within it. 0 when nobody waits.
+    pub lease_ms: u32,
+}
+
+impl Delivery {
+    /// An [`Event`] envelope encoded with `self` as its delivery, made to
+    /// carry `next` instead: the one copy a re-sent event costs.
+    pub fn rewrite(self, envelope: &[u8], next: Delivery) -> Result<Vec<u8>, Error> {
+        let mut old = [0; 10];
+        let old = postcard::to_slice(&self, &mut old).map_err(|e| Error::Encode(e.to_string()))?;
+        let Some(body) = envelope.strip_suffix(&*old) else {
+            return Err(Error::Malformed("not encoded with this delivery".into()));
+        };
+        postcard::to_extend(&next, body.to_vec()).map_err(|e| Error::Encode(e.to_string()))
+    }
+}
+
+/// What a worker says on an event's reply subject. The gateway takes a
+/// socket's next event once it hears `Done`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventReply {
+    /// The handler still runs: the lease is renewed.
+    Working,
+    /// The arguments of the ack the client asked for.
+    Ack(AckReply),
+    /// The handler returned (`failed`: with an error or a panic), with its
+    /// ack if it made one meanwhile. `unordered`: the application opted
+    /// this event out of per-socket order, so the gateway need not wait
+    /// for it next time.
+    Done {
+        ack: Option<AckReply>,
+        failed: bool,
+        unordered: bool,
+    },
+}
+
+/// Reply to an emit-with-ack, and an event's ack: the ack arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AckReply {
     /// The arguments as a JSON array.
@@ -433,14 +482,14 @@ mod tests {
             ready: true,
         };
         let bytes = encode(&presence).unwrap();
-        assert_eq!(bytes.first(), Some(&2), "varint version 2");
+        assert_eq!(bytes.first(), Some(&3), "varint version 3");
         assert_eq!(decode_owned::<Presence>(&bytes), Ok(presence.clone()));
         let mut other = bytes.clone();
-        other[0] = 1;
+        other[0] = 2;
         assert_eq!(
             decode_owned::<Presence>(&other),
-            Err(Error::UnknownVersion(1)),
-            "the envelopes before commands were per socket"
+            Err(Error::UnknownVersion(2)),
+            "the envelopes before events carried their delivery"
         );
         // A version that is not even a valid varint, truncation and padding.
         assert!(matches!(
@@ -475,11 +524,31 @@ mod tests {
             event: "chat".into(),
             data: r#"["chat",{"text":"hi"}]"#.into(),
             attachments: vec![Bytes::from_static(&[0, 1, 2])],
+            ack: true,
+            delivery: Delivery {
+                attempt: 1,
+                lease_ms: 5000,
+            },
         };
         let bytes = encode(&ev).unwrap();
         let back: Event<'_> = decode(&bytes).unwrap();
         assert!(matches!(back.data, Cow::Borrowed(_)));
         assert_eq!(back, ev);
+        // A re-sent event differs in its delivery alone.
+        let next = Delivery {
+            attempt: 300,
+            lease_ms: 5000,
+        };
+        let again = ev.delivery.rewrite(&bytes, next).unwrap();
+        let back: Event<'_> = decode(&again).unwrap();
+        assert_eq!(
+            back,
+            Event {
+                delivery: next,
+                ..ev.clone()
+            }
+        );
+        assert!(next.rewrite(&bytes, next).is_err());
     }
 
     #[test]

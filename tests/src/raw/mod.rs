@@ -278,3 +278,18 @@ pub fn tcp_state(local: SocketAddr, remote: SocketAddr) -> Option<String> {
         .find(|f| f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
         .and_then(|f| f.get(3).map(|s| (*s).to_owned()))
 }
+
+/// What a worker says when it has handled an event: `Done`, with `ack`
+/// when the client asked for one. For tests that play the worker on the
+/// bus themselves.
+pub fn event_done(ack: Option<sio_protocol::envelope::AckReply>) -> Bytes {
+    let done = sio_protocol::envelope::EventReply::Done {
+        ack,
+        failed: false,
+        unordered: false,
+    };
+    match sio_protocol::envelope::encode(&done) {
+        Ok(bytes) => bytes.into(),
+        Err(e) => panic!("{e}"),
+    }
+}

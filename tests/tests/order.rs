@@ -1,0 +1,302 @@
+//! Each socket's events handled in order and none lost, with real parts:
+//! nats-server, two gateway processes, one or three worker processes
+//! (`order-worker`), 100 stock `socket.io-client` clients in rooms of 10,
+//! each sending 200 numbered events to a handler that emits each to the
+//! sender's room after a pseudo-random pause (`tests/js/order-clients.js`
+//! checks every sequence as it arrives). Then the same with a worker
+//! killed (kill -9) halfway and with nats-server killed for 3 s.
+//!
+//! The tests of this file run one at a time: each loads both cores.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sio_bus::{Bus, MemoryBus};
+use sio_gateway::Config;
+use sio_tests::harness::npm_ci;
+use sio_tests::process::{Process, free_addr, ready};
+use sio_tests::raw::{http, metrics};
+use sio_tests::{NatsServer, TestGateway};
+
+/// Held by each test of this file while it runs.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What `order-clients.js` counted.
+#[derive(Debug, Deserialize)]
+struct Summary {
+    sent: u64,
+    received: u64,
+    expected: u64,
+    reordered: u64,
+    duplicates: u64,
+    redelivered: u64,
+    acks: u64,
+    acks_redelivered: u64,
+    wrong_acks: u64,
+    error_acks: BTreeMap<String, u64>,
+    ack_timeouts: u64,
+    ack_max_ms: u64,
+    disconnects: u64,
+    connect_errors: u64,
+    examples: Vec<String>,
+}
+
+impl Summary {
+    /// Every event delivered to every member of its room once, in order
+    /// (a repeat only where its attempt says it was handed over again),
+    /// every ack answered with its own event's answer, nobody cut off.
+    fn assert_exact(&self, clients: u64, events: u64) {
+        assert_eq!(self.sent, clients * events, "{self:#?}");
+        assert_eq!(self.reordered, 0, "{self:#?}");
+        assert_eq!(self.received, self.expected, "{self:#?}");
+        assert_eq!(self.acks, self.sent, "{self:#?}");
+        assert_eq!(self.wrong_acks, 0, "{self:#?}");
+        assert!(self.error_acks.is_empty(), "{self:#?}");
+        assert_eq!(self.ack_timeouts, 0, "{self:#?}");
+        assert_eq!(self.disconnects, 0, "{self:#?}");
+        assert_eq!(self.connect_errors, 0, "{self:#?}");
+        assert!(self.examples.is_empty(), "{self:#?}");
+    }
+
+    /// No event was handed over twice.
+    fn assert_once(&self) {
+        assert_eq!(
+            (self.duplicates, self.redelivered, self.acks_redelivered),
+            (0, 0, 0),
+            "{self:#?}"
+        );
+    }
+}
+
+const CLIENTS: u64 = 100;
+const EVENTS: u64 = 200;
+
+/// The client load against `gateways`; `interval` milliseconds between
+/// one client's events (0: all at once).
+fn clients(gateways: &[SocketAddr], interval: u64) -> Process {
+    npm_ci();
+    let urls: Vec<String> = gateways.iter().map(|a| format!("http://{a}")).collect();
+    let (clients, events, interval) = (
+        CLIENTS.to_string(),
+        EVENTS.to_string(),
+        interval.to_string(),
+    );
+    Process::start_with(
+        "node",
+        &["tests/js/order-clients.js"],
+        &[
+            ("SIO_URLS", &urls.join(",")),
+            ("SIO_CLIENTS", &clients),
+            ("SIO_EVENTS", &events),
+            ("SIO_INTERVAL", &interval),
+        ],
+    )
+}
+
+fn summary(clients: &Process) -> Summary {
+    let line = clients.expect("summary ");
+    let json = line.split_once("summary ").unwrap().1;
+    serde_json::from_str(json).unwrap()
+}
+
+/// Waits for a progress line past `fraction` of the deliveries.
+fn past(clients: &Process, fraction: f64) {
+    loop {
+        let line = clients.expect("progress ");
+        let (got, want) = line
+            .split_once("progress ")
+            .and_then(|(_, n)| n.split_once('/'))
+            .unwrap();
+        let (got, want): (f64, f64) = (got.parse().unwrap(), want.parse().unwrap());
+        if got >= want * fraction {
+            return;
+        }
+    }
+}
+
+fn gateway(nats: &str, addr: SocketAddr, lease: u64) -> Process {
+    let (addr, lease) = (addr.to_string(), lease.to_string());
+    Process::start(
+        env!("CARGO_BIN_EXE_gateway-process"),
+        &[
+            "--listen",
+            &addr,
+            "--nats",
+            nats,
+            "--event-lease",
+            &lease,
+            "--heartbeat-interval",
+            "500",
+        ],
+    )
+}
+
+fn workers(nats: &str, n: usize) -> Vec<Process> {
+    (0..n)
+        .map(|_| {
+            let w = Process::start(env!("CARGO_BIN_EXE_order-worker"), &[nats, "2"]);
+            w.expect("serving");
+            w
+        })
+        .collect()
+}
+
+/// Two gateway processes on `nats`, ready.
+async fn gateways(nats: &str, lease: u64) -> (Vec<Process>, Vec<SocketAddr>) {
+    let addrs = vec![free_addr(), free_addr()];
+    let processes = addrs.iter().map(|&a| gateway(nats, a, lease)).collect();
+    for &a in &addrs {
+        ready(a).await;
+    }
+    (processes, addrs)
+}
+
+/// Stops the workers and says how many messages each handled.
+fn handled(workers: &mut [Process]) -> Vec<u64> {
+    workers
+        .iter_mut()
+        .map(|w| {
+            w.terminate();
+            w.expect("handled")
+                .split_whitespace()
+                .find_map(|t| t.parse().ok())
+                .unwrap()
+        })
+        .collect()
+}
+
+async fn redeliveries(gateways: &[SocketAddr]) -> u64 {
+    let mut total = 0;
+    for &g in gateways {
+        total += metrics(g)
+            .await
+            .get("sio_gateway_event_redeliveries_total")
+            .unwrap();
+    }
+    total
+}
+
+async fn in_order_over_nats(worker_processes: usize) {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start().unwrap();
+    let (_gws, addrs) = gateways(&nats.url(), 5_000).await;
+    let mut workers = workers(&nats.url(), worker_processes);
+    let load = clients(&addrs, 0);
+    let summary = summary(&load);
+    summary.assert_exact(CLIENTS, EVENTS);
+    summary.assert_once();
+    let handled = handled(&mut workers);
+    assert!(
+        handled.iter().all(|&h| h > 0),
+        "every worker of the group took events: {handled:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_process_keeps_each_sockets_order() {
+    in_order_over_nats(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_worker_processes_keep_each_sockets_order() {
+    in_order_over_nats(3).await;
+}
+
+/// The embedded bus: two gateways and the worker in this process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_bus_keeps_each_sockets_order() {
+    let _serial = SERIAL.lock().await;
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+    let config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Config::default()
+    };
+    let a = TestGateway::start(config.clone(), bus.clone()).await;
+    let b = TestGateway::start(config, bus.clone()).await;
+    let running = sio_tests::order::worker(2).start(bus).await.unwrap();
+    let load = clients(&[a.addr, b.addr], 0);
+    let summary = tokio::task::spawn_blocking(move || summary(&load))
+        .await
+        .unwrap();
+    summary.assert_exact(CLIENTS, EVENTS);
+    summary.assert_once();
+    running.shutdown().await;
+}
+
+/// kill -9 one of three workers while it holds events: each is handed to
+/// another after the lease (1 s here), with its attempt number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_loses_no_event() {
+    let _serial = SERIAL.lock().await;
+    let nats = NatsServer::start().unwrap();
+    let (_gws, addrs) = gateways(&nats.url(), 1_000).await;
+    let mut workers = workers(&nats.url(), 3);
+    // Paced, so that the kill falls while events are being sent.
+    let load = clients(&addrs, 5);
+    past(&load, 0.3);
+    workers[0].child.kill().unwrap();
+    let _ = workers[0].child.wait();
+    let summary = summary(&load);
+    summary.assert_exact(CLIENTS, EVENTS);
+    let redelivered = redeliveries(&addrs).await;
+    assert!(
+        redelivered > 0,
+        "the killed worker held events (else the test proves nothing)"
+    );
+    assert!(
+        summary.ack_max_ms < 10_000,
+        "each ack within lease × attempts and the queue ahead: {summary:#?}"
+    );
+    handled(&mut workers[1..]);
+}
+
+/// kill -9 nats-server under load and start it again on its port 3 s
+/// later: the clients stay connected, `/ready` says what happened, and
+/// every event sent meanwhile is handled after, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_loses_no_event() {
+    let _serial = SERIAL.lock().await;
+    let mut nats = NatsServer::start().unwrap();
+    let (_gws, addrs) = gateways(&nats.url(), 1_000).await;
+    let _workers = workers(&nats.url(), 2);
+    // 200 events 20 ms apart: 4 s of sending, the outage in the middle.
+    let load = clients(&addrs, 20);
+    past(&load, 0.1);
+    nats.stop();
+    for &g in &addrs {
+        until_ready(g, false).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nats.restart().unwrap();
+    for &g in &addrs {
+        until_ready(g, true).await;
+    }
+    let summary = summary(&load);
+    summary.assert_exact(CLIENTS, EVENTS);
+}
+
+/// Waits (10 s at most) for `/ready` to say `up`.
+async fn until_ready(gateway: SocketAddr, up: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = http(gateway, "GET", "/ready", &[], b"").await.status;
+        if (status == 200) == up {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/ready on {gateway} never became {up}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
