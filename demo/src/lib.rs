@@ -123,7 +123,9 @@ pub fn echo(worker: &mut Worker) {
 }
 
 /// `/`: nicknames (from the auth payload), rooms, messages to a room,
-/// a typing indicator, the users of a room.
+/// a typing indicator (opted out of per-socket order: a late one is
+/// worthless, and it need not wait behind a message), the users of a
+/// room.
 pub fn chat(worker: &mut Worker) {
     worker
         .of("/")
@@ -204,6 +206,7 @@ pub fn chat(worker: &mut Worker) {
                 .emit("typing", &(&room, nickname(&socket)))
                 .await
         })
+        .unordered(["typing"])
         .on_disconnect(|socket: Socket, _: DisconnectReason| async move {
             for room in socket.rooms() {
                 socket

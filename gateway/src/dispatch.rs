@@ -52,8 +52,10 @@ async fn connect(node: &Arc<Node>, client: &Arc<Client>, socket: Arc<Socket>, au
     };
     let subject = node.subjects.connect(&socket.ns);
     if !authorize {
-        establish(node, client, socket, None, Vec::new()).await;
-        node.publish(subject, payload).await;
+        establish(node, client, socket.clone(), None, Vec::new()).await;
+        // Published in the socket's turn: ahead of its events, and never
+        // holding up its transport while the bus is away.
+        event::notify(node, socket, subject, payload);
         return;
     }
     // Reachable by commands while the workers decide, so that what their
@@ -63,12 +65,21 @@ async fn connect(node: &Arc<Node>, client: &Arc<Client>, socket: Arc<Socket>, au
     let node = node.clone();
     let client = client.clone();
     tokio::spawn(async move {
-        let timeout = ms(node.config.connect_request_timeout);
-        let reply = node.bus.request(subject, payload, timeout).await;
+        // Sent only while the bus is up: a request left in the NATS
+        // client's buffer could reach a worker after the client was
+        // refused.
+        let deadline = tokio::time::Instant::now() + ms(node.config.connect_request_timeout);
+        let reply = match node.bus_ready(deadline).await {
+            true => {
+                let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let reply = node.bus.request(subject, payload, timeout).await;
+                reply.map_err(|e| e.to_string()).and_then(|b| {
+                    envelope::decode_owned::<ConnectReply>(&b).map_err(|e| e.to_string())
+                })
+            }
+            false => Err("the bus is unavailable".to_owned()),
+        };
         client.decided(&socket.ns);
-        let reply = reply
-            .map_err(|e| e.to_string())
-            .and_then(|b| envelope::decode_owned::<ConnectReply>(&b).map_err(|e| e.to_string()));
         match reply {
             Ok(ConnectReply::Accept { data, rooms }) => {
                 establish(&node, &client, socket, data, rooms).await;
@@ -77,7 +88,7 @@ async fn connect(node: &Arc<Node>, client: &Arc<Client>, socket: Arc<Socket>, au
             Err(error) => {
                 tracing::warn!(ns = %socket.ns, %error, "connect not authorized: no worker answered");
                 node.metrics.drop("connect_unanswered");
-                refuse(&node, &socket, error_object("Server unavailable"));
+                refuse(&node, &socket, error_object("no worker answered"));
             }
         }
     });

@@ -126,6 +126,26 @@ pub(crate) async fn watch(node: Weak<Node>) {
     }
 }
 
+/// Queues a job for the workers behind the socket's others.
+fn push(node: &Arc<Node>, socket: Arc<Socket>, job: Job) {
+    match socket.push(job, node.queue_bounds()) {
+        Push::Start(job) => {
+            tokio::spawn(drive(node.clone(), socket, job));
+        }
+        Push::Queued => {}
+        Push::Full(Job::Event(event)) => {
+            node.metrics.event(Unhandled::Overloaded.code());
+            AckTo::new(socket, event.id).refuse(node, Unhandled::Overloaded);
+        }
+        Push::Full(Job::Notice { .. }) => {}
+    }
+}
+
+/// Tells the workers of the socket's connect, before any of its events.
+pub(crate) fn notify(node: &Arc<Node>, socket: Arc<Socket>, subject: String, payload: Bytes) {
+    push(node, socket, Job::Notice { subject, payload });
+}
+
 /// An event from `socket`'s client.
 pub(crate) fn submit(
     node: &Arc<Node>,
@@ -134,17 +154,7 @@ pub(crate) fn submit(
     event: Event<'static>,
 ) {
     if !node.is_unordered(&socket.ns, event.name()) {
-        match socket.push(Job::Event(event), node.queue_bounds()) {
-            Push::Start(job) => {
-                tokio::spawn(drive(node.clone(), socket, job));
-            }
-            Push::Queued => {}
-            Push::Full(Job::Event(event)) => {
-                node.metrics.event(Unhandled::Overloaded.code());
-                AckTo::new(socket, event.id).refuse(node, Unhandled::Overloaded);
-            }
-            Push::Full(Job::Notice { .. }) => {}
-        }
+        push(node, socket, Job::Event(event));
         return;
     }
     node.metrics.event("unordered");

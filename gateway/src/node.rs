@@ -260,8 +260,9 @@ impl Node {
             let socket = socket.clone();
             tokio::spawn(async move {
                 node.publish(subject, payload).await;
-                // Nothing can follow a disconnect; the queue is idle again.
-                let _ = socket.next_job();
+                // The socket is out of its client: nothing follows (an
+                // event that raced the disconnect has no client to answer).
+                while socket.next_job().is_some() {}
             });
         }
     }

@@ -181,6 +181,40 @@ async fn no_responders(bus: Arc<dyn Bus>) {
 }
 contract!(request_without_listener_fails_at_once, no_responders);
 
+/// A message sent with a reply subject to nobody: the reply subject hears
+/// so at once; one somebody takes hears nothing of the kind.
+async fn no_responders_on_the_reply_subject(bus: Arc<dyn Bus>) {
+    let inbox = bus.new_inbox();
+    let mut replies = bus.subscribe(format!("{inbox}.*")).await.unwrap();
+    let mut taker = bus
+        .queue_subscribe("sio.ev./.taken".into(), "w".into())
+        .await
+        .unwrap();
+    bus.flush().await.unwrap();
+    bus.publish_with_reply("sio.ev./.nobody".into(), format!("{inbox}.1"), Bytes::new())
+        .await
+        .unwrap();
+    let told = next(&mut replies).await;
+    assert!(told.no_responders, "{told:?}");
+    assert_eq!(told.subject, format!("{inbox}.1"));
+    assert!(told.payload.is_empty());
+    bus.publish_with_reply(
+        "sio.ev./.taken".into(),
+        format!("{inbox}.2"),
+        Bytes::from_static(b"x"),
+    )
+    .await
+    .unwrap();
+    let m = next(&mut taker).await;
+    assert!(!m.no_responders);
+    assert_eq!(m.reply.as_deref(), Some(format!("{inbox}.2").as_str()));
+    assert!(silent(&mut replies).await, "nothing for a message taken");
+}
+contract!(
+    publish_to_nobody_tells_the_reply_subject,
+    no_responders_on_the_reply_subject
+);
+
 async fn timeout(bus: Arc<dyn Bus>) {
     let _silent = bus.subscribe("sio.conn./slow".into()).await.unwrap();
     bus.flush().await.unwrap();

@@ -23,10 +23,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use sio_bus::{Bus, MemoryBus};
 use sio_gateway::Config;
+use sio_protocol::envelope;
+use sio_protocol::subject::Subjects;
 use sio_tests::harness::npm_ci;
 use sio_tests::process::{Process, free_addr, ready};
-use sio_tests::raw::{http, metrics};
-use sio_tests::{NatsServer, TestGateway};
+use sio_tests::raw::{WAIT, Ws, http, metrics};
+use sio_tests::{BusKind, NatsServer, TestGateway, test_config};
 
 /// Held by each test of this file while it runs.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -299,4 +301,116 @@ async fn until_ready(gateway: SocketAddr, up: bool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// No worker subscribed (NATS no-responders): an event's ack is the
+/// `no_worker` error at once, not after the lease, and a connect to an
+/// authorized namespace is refused with `connect_error`.
+async fn no_worker_is_answered_at_once(kind: BusKind) {
+    let bus = kind.start().await;
+    let config = Config {
+        namespaces: vec!["/".into(), "/chat".into()],
+        authorize: vec!["/chat".into()],
+        event_lease: 5_000,
+        ..test_config()
+    };
+    let gw = TestGateway::start(config, bus.bus.clone()).await;
+    let (mut ws, _) = Ws::joined(gw.addr, "/").await;
+    let started = tokio::time::Instant::now();
+    ws.send(r#"421["anyone"]"#).await;
+    assert_eq!(
+        ws.text().await,
+        r#"431[{"code":"no_worker","error":"no worker answered"}]"#
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered before a lease could run out"
+    );
+    ws.send("40/chat,").await;
+    assert_eq!(
+        ws.text().await,
+        r#"44/chat,{"message":"no worker answered"}"#
+    );
+    let m = metrics(gw.addr).await;
+    assert_eq!(
+        m.get(r#"sio_gateway_events_total{outcome="no_worker"}"#),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn no_worker_is_answered_at_once_memory() {
+    no_worker_is_answered_at_once(BusKind::Memory).await;
+}
+
+#[tokio::test]
+async fn no_worker_is_answered_at_once_nats() {
+    no_worker_is_answered_at_once(BusKind::Nats).await;
+}
+
+/// A worker that takes events and never says a word: after each lease
+/// the event goes out again with the next attempt number, and after the
+/// last the client gets the `worker_lost` error ack; the socket's next
+/// event goes on.
+#[tokio::test]
+async fn a_silent_worker_is_replaced_then_reported() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+    let config = Config {
+        event_lease: 200,
+        event_attempts: 2,
+        ..test_config()
+    };
+    let gw = TestGateway::start(config, bus.clone()).await;
+    let mut silent = bus
+        .queue_subscribe(Subjects::default().all_events(), "w".into())
+        .await
+        .unwrap();
+    let (mut ws, _) = Ws::joined(gw.addr, "/").await;
+    ws.send(r#"421["lost"]"#).await;
+    ws.send(r#"422["next"]"#).await;
+    let mut attempts = Vec::new();
+    for _ in 0..2 {
+        let m = silent.next_within(WAIT).await.unwrap();
+        let ev: envelope::Event<'_> = envelope::decode(&m.payload).unwrap();
+        attempts.push((
+            ev.event.to_string(),
+            ev.delivery.attempt,
+            ev.delivery.lease_ms,
+        ));
+    }
+    assert_eq!(
+        attempts,
+        [("lost".to_owned(), 1, 200), ("lost".to_owned(), 2, 200)]
+    );
+    assert_eq!(
+        ws.text().await,
+        r#"431[{"code":"worker_lost","error":"the workers holding the event were lost"}]"#
+    );
+    // The next event is handed over only now; this time it is done.
+    let m = silent.next_within(WAIT).await.unwrap();
+    let ev: envelope::Event<'_> = envelope::decode(&m.payload).unwrap();
+    assert_eq!((ev.event.as_ref(), ev.delivery.attempt), ("next", 1));
+    let working = envelope::encode(&envelope::EventReply::Working).unwrap();
+    let reply = m.reply.unwrap();
+    // Renewed past its lease, then done with its ack.
+    for _ in 0..3 {
+        bus.publish(reply.clone(), working.clone().into())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ack = envelope::AckReply {
+        data: "[\"ok\"]".into(),
+        attachments: Vec::new(),
+    };
+    bus.publish(reply, sio_tests::raw::event_done(Some(ack)))
+        .await
+        .unwrap();
+    assert_eq!(ws.text().await, r#"432["ok"]"#);
+    let m = metrics(gw.addr).await;
+    assert_eq!(m.get("sio_gateway_event_redeliveries_total"), Some(1));
+    assert_eq!(
+        m.get(r#"sio_gateway_events_total{outcome="worker_lost"}"#),
+        Some(1)
+    );
 }
