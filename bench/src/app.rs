@@ -4,7 +4,9 @@
 //! - on connect: join `all`, and the room named in the auth `{"room": …}`;
 //! - `echo` with ack: answered with the same arguments;
 //! - `fanout [room, count, stamp, pad]`: `count` emits of
-//!   `m [stamp, i, pad]` to `room`, then the ack `[count]` if asked.
+//!   `m [stamp, i, pad]` to `room`, then the ack `[count]` if asked;
+//! - `tick [stamp, i]`: `m [stamp, i]` back to the sender; `tick_free`
+//!   the same, opted out of per-socket order.
 
 use serde::Deserialize;
 use sio_worker::{ConnectError, RawArgs, Socket, Worker};
@@ -33,6 +35,13 @@ pub(crate) fn worker() -> Worker {
         .on_raw("echo", |socket: Socket, args: RawArgs| async move {
             socket.ack_raw(&args).await
         })
+        .on_raw("tick", |socket: Socket, args: RawArgs| async move {
+            socket.emit_raw("m", &args).await
+        })
+        .on_raw("tick_free", |socket: Socket, args: RawArgs| async move {
+            socket.emit_raw("m", &args).await
+        })
+        .unordered(["tick_free"])
         .on(
             "fanout",
             |socket: Socket, (room, count, stamp, pad): (String, u32, u64, String)| async move {

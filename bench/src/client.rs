@@ -37,6 +37,14 @@ pub(crate) enum Role {
     /// Emits `echo` with ack: one in flight when `interval` is `None`,
     /// else one per interval.
     Ack { interval: Option<Duration> },
+    /// Emits `count` events `event [stamp, i]` as fast as they come back
+    /// as `m [stamp, i]`, at most `window` on their way; counts those that
+    /// come back out of order.
+    Stream {
+        event: &'static str,
+        count: u64,
+        window: u64,
+    },
 }
 
 /// Where and how to connect.
@@ -63,6 +71,10 @@ pub(crate) struct Report {
     pub(crate) acks: u64,
     /// Latencies (µs) of events and acks.
     pub(crate) latencies: Vec<u32>,
+    /// `m` events whose index was not the one after the last.
+    pub(crate) reordered: u64,
+    /// The index of the last `m` event.
+    last: Option<u64>,
     pub(crate) error: Option<String>,
 }
 
@@ -76,9 +88,19 @@ fn on_packet(text: &str, auth: &str, report: &mut Report) -> (Option<String>, bo
         Some(b'4') => match bytes.get(1) {
             Some(b'0') => (None, true),
             Some(b'2') => {
-                if let Some(stamp) = text.strip_prefix(r#"42["m","#).and_then(leading_number) {
-                    report.received += 1;
-                    record(report, stamp);
+                if let Some(rest) = text.strip_prefix(r#"42["m","#) {
+                    if let Some(stamp) = leading_number(rest) {
+                        report.received += 1;
+                        record(report, stamp);
+                    }
+                    let index = rest.split(',').nth(1).and_then(leading_number);
+                    if let Some(i) = index {
+                        let next = report.last.map_or(0, |l| l + 1);
+                        if i != next {
+                            report.reordered += 1;
+                        }
+                        report.last = Some(i);
+                    }
                 }
                 (None, false)
             }
@@ -121,6 +143,10 @@ fn auth(room: Option<&str>) -> String {
 
 fn echo(id: u64) -> String {
     format!(r#"42{id}["echo",{}]"#, now_us())
+}
+
+fn numbered(event: &str, i: u64) -> String {
+    format!(r#"42["{event}",{},{i}]"#, now_us())
 }
 
 async fn tcp(server: SocketAddr, source: IpAddr) -> std::io::Result<TcpStream> {
@@ -211,6 +237,19 @@ async fn websocket(
                 if matches!(spec.role, Role::Ack { interval: None }) && (first || acked) && !*stop.borrow() {
                     next_id += 1;
                     tx.send(Message::text(echo(next_id))).await.map_err(|e| e.to_string())?;
+                }
+                if let Role::Stream { event, count, window } = spec.role {
+                    // The first window at once, then one per event back.
+                    let want = (report.received + window).min(count);
+                    let mut frames = Vec::new();
+                    while next_id < want && (first || seen > 0) {
+                        frames.push(Ok(Message::text(numbered(event, next_id))));
+                        next_id += 1;
+                    }
+                    if !frames.is_empty() {
+                        let mut frames = futures_util::stream::iter(frames);
+                        tx.send_all(&mut frames).await.map_err(|e| e.to_string())?;
+                    }
                 }
             }
             () = tick(&mut ticker), if connected => {

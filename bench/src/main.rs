@@ -215,6 +215,21 @@ async fn suite(
             }
         }
     }
+    if wanted("stream") {
+        for event in ["tick", "tick_free"] {
+            for t in &targets {
+                if event == "tick_free" && !matches!(t, Target::SioNats { .. }) {
+                    continue;
+                }
+                measure(
+                    &mut rows,
+                    format!("stream {event} on {}", t.name()),
+                    bench.stream(t, event),
+                )
+                .await;
+            }
+        }
+    }
     if wanted("rooms") {
         let mut with = vec![
             Target::SioNats { gateways: 1 },

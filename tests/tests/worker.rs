@@ -81,8 +81,77 @@ on_both_buses!(
     connect_handlers,
     auth_without_payload_is_an_empty_object,
     disconnects_and_failures,
-    emitter_and_queue_group
+    emitter_and_queue_group,
+    leases_late_acks_and_opting_out
 );
+
+/// A handler that runs for several leases keeps its event (renewed, not
+/// handed over); an ack made after the handler returned still arrives; a
+/// failed handler's client is told; an event opted out of order runs
+/// beside the socket's others.
+async fn leases_late_acks_and_opting_out(kind: BusKind) {
+    let config = Config {
+        event_lease: 300,
+        ..test_config()
+    };
+    let s = setup(kind, config).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (release_tx, release) = tokio::sync::watch::channel(false);
+    let mut worker = Worker::new();
+    let counted = runs.clone();
+    worker
+        .of("/")
+        .on("long", move |socket: Socket, ()| {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+                socket.ack(&(socket.attempt(),)).await
+            }
+        })
+        .on("later", |socket: Socket, ()| async move {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                socket.ack(&("late",)).await.unwrap();
+            });
+        })
+        .on("fail", |_: Socket, ()| async move { Err::<(), _>("no") })
+        .on("wait", move |socket: Socket, ()| {
+            let mut release = release.clone();
+            async move {
+                let _ = release.wait_for(|r| *r).await;
+                socket.ack(&("waited",)).await
+            }
+        })
+        .on("free", move |socket: Socket, (release,): (bool,)| {
+            let release_tx = release_tx.clone();
+            async move {
+                release_tx.send_replace(release);
+                socket.ack(&("free",)).await
+            }
+        })
+        .unordered(["free"]);
+    let _running = start(&s, worker).await;
+    let (mut ws, _) = Ws::joined(s.gw.addr, "/").await;
+    ws.send(r#"421["long"]"#).await;
+    assert_eq!(ws.text().await, "431[1]", "the first attempt, renewed");
+    assert_eq!(runs.load(Ordering::Relaxed), 1, "handled once");
+    ws.send(r#"422["later"]"#).await;
+    assert_eq!(ws.text().await, r#"432["late"]"#);
+    ws.send(r#"423["fail"]"#).await;
+    assert_eq!(
+        ws.text().await,
+        r#"433[{"code":"handler_failed","error":"the handler failed"}]"#
+    );
+    // "free" is learned as unordered from its first answer …
+    ws.send(r#"424["free",false]"#).await;
+    assert_eq!(ws.text().await, r#"434["free"]"#);
+    // … so it runs while "wait" (ordered) still waits, and releases it.
+    ws.send(r#"425["wait"]"#).await;
+    ws.send(r#"426["free",true]"#).await;
+    assert_eq!(ws.text().await, r#"436["free"]"#);
+    assert_eq!(ws.text().await, r#"435["waited"]"#);
+}
 
 async fn typed_events_and_acks(kind: BusKind) {
     let s = setup(kind, test_config()).await;

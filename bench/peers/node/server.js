@@ -4,7 +4,8 @@
 //   - on connect the socket joins room "all", plus `auth.room` when it is a string;
 //   - "echo" (with ack): the ack is answered with the very arguments received;
 //   - "fanout" [room, count, stamp, pad]: emits "m" [stamp, i, pad] to `room`
-//     `count` times (i = 0..count-1), then answers an ack (if any) with [count].
+//     `count` times (i = 0..count-1), then answers an ack (if any) with [count];
+//   - "tick" [stamp, i]: emits "m" [stamp, i] back to the sender.
 //
 // Run (single process, in-memory adapter):
 //   PORT=3100 node bench/peers/node/server.js
@@ -35,6 +36,10 @@ function onConnection(socket) {
     if (typeof ack === "function") {
       ack(...args.slice(0, -1));
     }
+  });
+
+  socket.on("tick", (...args) => {
+    socket.emit("m", ...args);
   });
 
   socket.on("fanout", (...args) => {

@@ -7,6 +7,7 @@ mod burst;
 mod idle;
 mod rooms;
 mod sparse;
+mod stream;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub(crate) struct Sizes {
     pub(crate) polling_clients: usize,
     pub(crate) polling_messages: u32,
     pub(crate) floor_messages: u64,
+    pub(crate) stream_events: u64,
 }
 
 impl Sizes {
@@ -70,6 +72,7 @@ impl Sizes {
             polling_clients: 1_000,
             polling_messages: 100,
             floor_messages: 1_000_000,
+            stream_events: 50_000,
         }
     }
 
@@ -86,6 +89,7 @@ impl Sizes {
             polling_clients: 100,
             polling_messages: 10,
             floor_messages: 10_000,
+            stream_events: 2_000,
         }
     }
 }

@@ -8,7 +8,8 @@
 //! - `echo` (with ack): the ack is answered with exactly the arguments received;
 //! - `fanout` `[room, count, stamp, pad]`: emits `m` `[stamp, i, pad]` to every socket
 //!   of `room` `count` times (i = 0..count-1), then answers an ack (if any) with
-//!   `[count]`; malformed arguments are ignored.
+//!   `[count]`; malformed arguments are ignored;
+//! - `tick` `[stamp, i]`: emits `m` `[stamp, i]` back to the sender.
 //!
 //! Environment: `PORT` (default 3000, bound on 127.0.0.1) and `SIOX_BUFFER` (optional
 //! integer: socketioxide's per-socket send buffer size, `max_buffer_size`, in packets;
@@ -97,6 +98,11 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>) {
     }
     socket.on("echo", on_echo);
     socket.on("fanout", on_fanout);
+    socket.on("tick", on_tick);
+}
+
+async fn on_tick(socket: SocketRef, Data(args): Data<Args>) {
+    let _ = socket.emit("m", &args);
 }
 
 async fn on_echo(ack: AckSender, Data(args): Data<Args>) {
