@@ -1,6 +1,7 @@
 //! A gateway on the in-process bus with a tiny echo worker written against
 //! the raw bus envelopes: every event is emitted back to its sender as
-//! `echo`, and an event with an ack is answered with its own arguments.
+//! `echo`, an event with an ack is answered with its own arguments, and
+//! the gateway is told each one is done.
 //! Used to try the gateway with a stock client and to measure it.
 //!
 //! ```text
@@ -27,34 +28,47 @@ async fn echo_worker(bus: Arc<dyn Bus>) -> Result<(), Box<dyn std::error::Error 
         .queue_subscribe("sio.ev.*.*".into(), "echo".into())
         .await?;
     while let Some(message) = events.next().await {
-        let event: envelope::Event<'_> = envelope::decode(&message.payload)?;
-        let args = event.data.split_once(',').map_or("]", |(_, rest)| rest);
-        if let Some(reply) = message.reply {
-            let ack = AckReply {
-                data: format!("[{args}"),
-                attachments: event.attachments.clone(),
+        let events: envelope::Events<'_> = envelope::decode(&message.payload)?;
+        let socket = &events.socket;
+        let mut outcomes = Vec::new();
+        for event in &events.events {
+            let args = event.data.split_once(',').map_or("]", |(_, rest)| rest);
+            outcomes.push(envelope::Outcome {
+                ack: event.ack.then(|| AckReply {
+                    data: format!("[{args}"),
+                    attachments: event.attachments.clone(),
+                }),
+                failed: false,
+            });
+            let nsp = match socket.ns.as_str() {
+                "/" => String::new(),
+                ns => format!("{ns},"),
             };
-            bus.publish(reply, envelope::encode(&ack)?.into()).await?;
+            let binary = !event.attachments.is_empty();
+            let text = match binary {
+                true => format!("5{}-{nsp}[\"echo\",{args}", event.attachments.len()),
+                false => format!("2{nsp}[\"echo\",{args}"),
+            };
+            let command = Command::Socket {
+                socket: socket.id,
+                action: SocketCommand::Emit {
+                    volatile: false,
+                    packet: EncodedPacket::from_text(&text, event.attachments.clone()),
+                },
+            };
+            let subject = format!("sio.gw.{}", socket.id.gateway());
+            bus.publish(subject, envelope::encode(&command)?.into())
+                .await?;
         }
-        let nsp = match event.socket.ns.as_str() {
-            "/" => String::new(),
-            ns => format!("{ns},"),
-        };
-        let binary = !event.attachments.is_empty();
-        let text = match binary {
-            true => format!("5{}-{nsp}[\"echo\",{args}", event.attachments.len()),
-            false => format!("2{nsp}[\"echo\",{args}"),
-        };
-        let command = Command::Socket {
-            socket: event.socket.id,
-            action: SocketCommand::Emit {
-                volatile: false,
-                packet: EncodedPacket::from_text(&text, event.attachments.clone()),
-            },
-        };
-        let subject = format!("sio.gw.{}", event.socket.id.gateway());
-        bus.publish(subject, envelope::encode(&command)?.into())
-            .await?;
+        if let Some(reply) = message.reply {
+            // Done: the gateway hands this socket's next events over.
+            let done = envelope::EventReply::Done {
+                first: 0,
+                outcomes,
+                unordered: false,
+            };
+            bus.publish(reply, envelope::encode(&done)?.into()).await?;
+        }
     }
     Ok(())
 }

@@ -184,7 +184,7 @@ options! {
     connect_request_timeout: u64 => "Milliseconds to wait for a worker to accept a connect [default: 5000]",
     ack_timeout: u64 => "Milliseconds to wait for an ack a handler makes after returning, or for an unordered event's ack [default: 10000]",
     event_lease: u64 => "Milliseconds a worker may hold an event silently before it goes to another worker [default: 5000]",
-    event_attempts: u32 => "Most hand-overs of one event before its client gets an error ack [default: 3]",
+    event_attempts: u32 => "Most leases of one event that may run out (each hands it to another worker) before its client gets an error ack [default: 3]",
     event_timeout: u64 => "Milliseconds an event waits for the bus to come back before its client gets an error ack [default: 10000]",
     event_queue: usize => "Most events of one socket waiting their turn; past it, error acks [default: 1024]",
     event_queue_bytes: usize => "Most bytes of one socket's waiting events [default: 1048576]",

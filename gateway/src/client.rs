@@ -407,10 +407,10 @@ mod tests {
             (event.name(), event.data(), event.id),
             ("chat", "[\"chat\",\"hi\"]", Some(1))
         );
-        let bytes = socket.event(&event, Default::default())?;
-        let envelope: envelope::Event<'_> = envelope::decode(&bytes)?;
+        let bytes = socket.events(std::slice::from_ref(&event), Default::default())?;
+        let envelope: envelope::Events<'_> = envelope::decode(&bytes)?;
         assert_eq!(envelope.socket.id, socket.id);
-        assert!(envelope.ack);
+        assert!(envelope.events[0].ack);
         // Events opted out of order wait for their acks side by side, as
         // many as the send queue holds.
         let first = f.client.ask(2);

@@ -119,8 +119,9 @@ pub struct Config {
     /// the event is handed to another worker; workers renew the lease every
     /// third of it while the handler runs.
     pub event_lease: u64,
-    /// Most hand-overs of one client event; when the last worker goes
-    /// silent too, its client is told (an error ack) and it is counted.
+    /// Most times the worker holding a client event may go silent past its
+    /// lease (each time the event goes to another); one more and its
+    /// client is told (an error ack), counted.
     pub event_attempts: u32,
     /// Milliseconds a socket's next event (or its disconnect) waits for the
     /// bus to come back before its client is told it was not handled.

@@ -77,9 +77,10 @@ impl Replies {
 
     fn listen(self: &Arc<Self>) -> Listener {
         let token = self.next.fetch_add(1, Ordering::Relaxed);
-        // A worker says a few things per hand-over; more are dropped and
-        // the lease decides.
-        let (tx, rx) = mpsc::channel(4);
+        // A worker says at most an ack and a done per event handed over,
+        // and a renewal now and then; past that it is dropped and the
+        // lease decides. (The channel allocates as it fills.)
+        let (tx, rx) = mpsc::channel(2 * BATCH.jobs + 8);
         self.listening().insert(token, tx);
         Listener {
             replies: self.clone(),
@@ -160,7 +161,7 @@ pub(crate) fn submit(
     node.metrics.event("unordered");
     if event.id.is_none() {
         // Opted out: published and forgotten, as socket.io's volatile.
-        let Ok(payload) = socket.event(&event, Delivery::default()) else {
+        let Ok(payload) = socket.events(std::slice::from_ref(&event), Delivery::default()) else {
             return;
         };
         let subject = node.subjects.event(&socket.ns, event.name());
@@ -175,16 +176,21 @@ pub(crate) fn submit(
     };
     let node = node.clone();
     tokio::spawn(async move {
-        handle(&node, &socket, event).await;
+        handle(&node, &socket, vec![event]).await;
         drop(slot);
     });
 }
 
-/// Hands a socket's jobs over one after another until none is left.
+/// Hands a socket's jobs over one after another until none is left: a
+/// run of events of one name together, to one worker.
 async fn drive(node: Arc<Node>, socket: Arc<Socket>, mut job: Job) {
     loop {
         match job {
-            Job::Event(event) => handle(&node, &socket, event).await,
+            Job::Event(event) => {
+                let mut events = vec![event];
+                socket.take_like(&mut events, BATCH);
+                handle(&node, &socket, events).await;
+            }
             Job::Notice { subject, payload } => node.publish(subject, payload).await,
         }
         match socket.next_job() {
@@ -194,133 +200,150 @@ async fn drive(node: Arc<Node>, socket: Arc<Socket>, mut job: Job) {
     }
 }
 
-/// Hands one event over and answers its client.
-async fn handle(node: &Arc<Node>, socket: &Arc<Socket>, event: Event<'static>) {
-    let mut ack = AckTo::new(socket.clone(), event.id);
-    let finished = match hand_over(node, socket, &event, &mut ack).await {
-        Ok(finished) => finished,
-        Err(why) => {
-            tracing::debug!(ns = %socket.ns, event = event.name(), %why, "event not handled");
-            node.metrics.event(why.code());
-            ack.refuse(node, why);
-            return;
-        }
-    };
-    if finished.unordered {
-        node.learn_unordered(&socket.ns, event.name());
-    }
-    if finished.failed {
-        node.metrics.event(Unhandled::HandlerFailed.code());
-        ack.refuse(node, Unhandled::HandlerFailed);
-        return;
-    }
-    node.metrics.event("handled");
-    if ack.id.is_some() {
-        // The handler returned without its ack: it may still make it.
-        tokio::spawn(late(node.clone(), finished.listener, ack));
-    }
-}
+/// Most events handed over together: enough to spread a round trip to
+/// the workers over many events, small enough for one NATS message.
+const BATCH: crate::queue::Bounds = crate::queue::Bounds {
+    jobs: 64,
+    bytes: 64 << 10,
+};
 
-/// What the worker said when the handler returned.
-struct Finished {
-    failed: bool,
+/// Events handed over together, and what became of each so far.
+struct Batch {
+    events: Vec<Event<'static>>,
+    acks: Vec<AckTo>,
+    /// How many have finished, from the first.
+    done: usize,
     unordered: bool,
-    listener: Listener,
 }
 
-/// Hands `event` to the workers until one says it is done, or the event's
-/// bounds are spent.
+/// Hands events over and answers their clients.
+async fn handle(node: &Arc<Node>, socket: &Arc<Socket>, events: Vec<Event<'static>>) {
+    let acks = events
+        .iter()
+        .map(|e| AckTo::new(socket.clone(), e.id))
+        .collect();
+    let mut batch = Batch {
+        events,
+        acks,
+        done: 0,
+        unordered: false,
+    };
+    let result = hand_over(node, socket, &mut batch).await;
+    if batch.unordered {
+        if let Some(first) = batch.events.first() {
+            node.learn_unordered(&socket.ns, first.name());
+        }
+    }
+    match result {
+        Ok((listener, base)) => {
+            if batch.acks.iter().any(|a| a.id.is_some()) {
+                // Handlers returned without their acks: they may still
+                // make them.
+                let acks = batch.acks.split_off(base);
+                tokio::spawn(late(node.clone(), listener, acks));
+            }
+        }
+        Err(why) => {
+            let left = batch.events.len() - batch.done;
+            tracing::debug!(ns = %socket.ns, left, %why, "events not handled");
+            for ack in batch.acks.iter_mut().skip(batch.done) {
+                node.metrics.event(why.code());
+                ack.refuse(node, why);
+            }
+        }
+    }
+}
+
+/// Hands the batch's unfinished events to the workers until they are
+/// done, or their bounds are spent. Returns the last hand-over's reply
+/// subject and the index its events start at.
 async fn hand_over(
     node: &Arc<Node>,
     socket: &Socket,
-    event: &Event<'static>,
-    ack: &mut AckTo,
-) -> Result<Finished, Unhandled> {
+    batch: &mut Batch,
+) -> Result<(Listener, usize), Unhandled> {
     let config = &node.config;
-    let subject = node.subjects.event(&socket.ns, event.name());
+    let Some(first) = batch.events.first() else {
+        return Err(Unhandled::Internal);
+    };
+    let subject = node.subjects.event(&socket.ns, first.name());
     let lease_ms = u32::try_from(config.event_lease).unwrap_or(u32::MAX);
-    let mut delivery = Delivery {
-        attempt: 1,
-        lease_ms,
-    };
-    let mut payload = match socket.event(event, delivery) {
-        Ok(payload) => Bytes::from(payload),
-        Err(error) => {
-            tracing::error!(%error, "cannot encode an event envelope");
-            return Err(Unhandled::Internal);
-        }
-    };
     let deadline = Instant::now() + ms(config.event_timeout);
+    // Every hand-over after the first is another attempt, whatever made
+    // it, so that a handler that sees one twice can tell; only leases
+    // that ran out count against `--event-attempts`.
+    let mut attempt = 0;
+    let mut silent = 0;
     loop {
         if !node.bus_ready(deadline).await {
             return Err(Unhandled::BusUnavailable);
         }
+        attempt += 1;
+        if attempt > 1 {
+            let again = batch.events.len() - batch.done;
+            node.metrics.redeliveries.inc_by(again as u64);
+        }
+        let base = batch.done;
+        let rest = batch.events.get(base..).unwrap_or_default();
+        let payload = match socket.events(rest, Delivery { attempt, lease_ms }) {
+            Ok(payload) => Bytes::from(payload),
+            Err(error) => {
+                tracing::error!(%error, "cannot encode an events envelope");
+                return Err(Unhandled::Internal);
+            }
+        };
         let mut listener = node.replies.listen();
         let reply = listener.subject.clone();
-        let sent = node
-            .bus
-            .publish_with_reply(subject.clone(), reply, payload.clone());
+        let sent = node.bus.publish_with_reply(subject.clone(), reply, payload);
         match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                tracing::debug!(%error, "event not published");
+                tracing::debug!(%error, "events not published");
                 node.metrics.bus_errors.inc();
+                if Instant::now() >= deadline {
+                    return Err(Unhandled::BusUnavailable);
+                }
                 tokio::time::sleep(PUBLISH_RETRY).await;
                 continue;
             }
             Err(_) => return Err(Unhandled::BusUnavailable),
         }
-        match listen(node, &mut listener, ack).await {
-            Heard::Done { failed, unordered } => {
-                return Ok(Finished {
-                    failed,
-                    unordered,
-                    listener,
-                });
-            }
+        match listen(node, &mut listener, batch, base).await {
+            Heard::Done => return Ok((listener, base)),
             Heard::NoResponders if node.settling() && Instant::now() < deadline => {
-                // Workers may still be reconnecting: the same attempt again.
+                // Workers may still be reconnecting.
                 tokio::time::sleep(SETTLE_RETRY).await;
-                continue;
             }
             Heard::NoResponders => return Err(Unhandled::NoWorker),
-            Heard::Silent => {}
-        }
-        if delivery.attempt >= config.event_attempts {
-            return Err(Unhandled::WorkerLost);
-        }
-        let next = Delivery {
-            attempt: delivery.attempt + 1,
-            lease_ms,
-        };
-        payload = match delivery.rewrite(&payload, next) {
-            Ok(payload) => Bytes::from(payload),
-            Err(error) => {
-                tracing::error!(%error, "cannot re-encode an event envelope");
-                return Err(Unhandled::Internal);
+            Heard::Silent => {
+                silent += 1;
+                if silent >= config.event_attempts {
+                    return Err(Unhandled::WorkerLost);
+                }
             }
-        };
-        delivery = next;
-        node.metrics.redeliveries.inc();
+        }
     }
 }
 
 enum Heard {
-    Done {
-        failed: bool,
-        unordered: bool,
-    },
-    /// Nobody is subscribed to the event's subject.
+    /// Every event of the batch finished.
+    Done,
+    /// Nobody is subscribed to the events' subject.
     NoResponders,
     /// The lease ran out without a word.
     Silent,
 }
 
-/// Listens to one hand-over until the worker is done or silent a lease
-/// long; passes its ack on to the client.
-async fn listen(node: &Arc<Node>, listener: &mut Listener, ack: &mut AckTo) -> Heard {
+/// Listens to one hand-over (of the batch's events from `base`) until all
+/// are done or the worker is silent a lease long.
+async fn listen(
+    node: &Arc<Node>,
+    listener: &mut Listener,
+    batch: &mut Batch,
+    base: usize,
+) -> Heard {
     let lease = ms(node.config.event_lease);
-    loop {
+    while batch.done < batch.events.len() {
         let Ok(Some(message)) = tokio::time::timeout(lease, listener.rx.recv()).await else {
             return Heard::Silent;
         };
@@ -328,33 +351,74 @@ async fn listen(node: &Arc<Node>, listener: &mut Listener, ack: &mut AckTo) -> H
             return Heard::NoResponders;
         }
         match envelope::decode_owned::<EventReply>(&message.payload) {
-            Ok(EventReply::Working) => {}
-            Ok(EventReply::Ack(reply)) => ack.answer(node, reply),
-            Ok(EventReply::Done {
-                ack: reply,
-                failed,
-                unordered,
-            }) => {
-                if let Some(reply) = reply {
-                    ack.answer(node, reply);
-                }
-                return Heard::Done { failed, unordered };
-            }
+            Ok(reply) => batch.hear(node, reply, base),
             Err(error) => tracing::warn!(%error, "unreadable event reply"),
+        }
+    }
+    Heard::Done
+}
+
+impl Batch {
+    /// What a worker said about the events from `base`.
+    fn hear(&mut self, node: &Arc<Node>, reply: EventReply, base: usize) {
+        match reply {
+            EventReply::Working => {}
+            EventReply::Ack { index, ack } => {
+                let at = usize::try_from(index).map_or(usize::MAX, |i| base.saturating_add(i));
+                if let Some(to) = self.acks.get_mut(at) {
+                    to.answer(node, ack);
+                }
+            }
+            EventReply::Done {
+                first,
+                outcomes,
+                unordered,
+            } => {
+                self.unordered |= unordered;
+                let first = usize::try_from(first).map_or(usize::MAX, |i| base.saturating_add(i));
+                for (at, outcome) in (first..).zip(outcomes) {
+                    // Only the next one counts: a repeat or a gap is a
+                    // confused worker, and the lease decides.
+                    if at != self.done {
+                        continue;
+                    }
+                    let Some(to) = self.acks.get_mut(at) else {
+                        break;
+                    };
+                    if let Some(ack) = outcome.ack {
+                        to.answer(node, ack);
+                    }
+                    if outcome.failed {
+                        node.metrics.event(Unhandled::HandlerFailed.code());
+                        to.refuse(node, Unhandled::HandlerFailed);
+                    } else {
+                        node.metrics.event("handled");
+                    }
+                    self.done += 1;
+                }
+            }
         }
     }
 }
 
-/// Waits up to `--ack-timeout` for an ack a handler makes after returning.
-async fn late(node: Arc<Node>, mut listener: Listener, mut ack: AckTo) {
+/// Waits up to `--ack-timeout` for acks handlers make after returning;
+/// `acks` are those of the last hand-over's events.
+async fn late(node: Arc<Node>, mut listener: Listener, mut acks: Vec<AckTo>) {
     let until = Instant::now() + ms(node.config.ack_timeout);
-    while let Ok(Some(message)) = tokio::time::timeout_at(until, listener.rx.recv()).await {
-        if let Ok(EventReply::Ack(reply)) = envelope::decode_owned(&message.payload) {
-            ack.answer(&node, reply);
-            return;
+    while acks.iter().any(|a| a.id.is_some()) {
+        let Ok(Some(message)) = tokio::time::timeout_at(until, listener.rx.recv()).await else {
+            break;
+        };
+        if let Ok(EventReply::Ack { index, ack }) = envelope::decode_owned(&message.payload) {
+            let at = usize::try_from(index).unwrap_or(usize::MAX);
+            if let Some(to) = acks.get_mut(at) {
+                to.answer(&node, ack);
+            }
         }
     }
-    node.metrics.drop("ack_unanswered");
+    for _ in acks.iter().filter(|a| a.id.is_some()) {
+        node.metrics.drop("ack_unanswered");
+    }
 }
 
 /// The ack a client asked for, answered at most once.

@@ -26,13 +26,16 @@ pub(crate) enum Job {
 impl Job {
     fn size(&self) -> usize {
         match self {
-            Self::Event(event) => {
-                let attachments = event.attachments.as_deref().unwrap_or_default();
-                event.data().len() + attachments.iter().map(Bytes::len).sum::<usize>()
-            }
+            Self::Event(event) => size(event),
             Self::Notice { payload, .. } => payload.len(),
         }
     }
+}
+
+/// The bytes an event holds.
+pub(crate) fn size(event: &Event<'_>) -> usize {
+    let attachments = event.attachments.as_deref().unwrap_or_default();
+    event.data().len() + attachments.iter().map(Bytes::len).sum::<usize>()
 }
 
 /// How much may wait behind the job being handled.
@@ -75,6 +78,30 @@ impl Queue {
         self.bytes += size;
         self.waiting.push_back(job);
         Push::Queued
+    }
+
+    /// Moves the events waiting right behind `batch` that have the name
+    /// of its first into it, while it holds at most `bounds`: a socket's
+    /// run of one event is handed over at once, and handled in order.
+    pub(crate) fn take_like(&mut self, batch: &mut Vec<Event<'static>>, bounds: Bounds) {
+        let Some(name) = batch.first().map(|e| e.name().to_owned()) else {
+            return;
+        };
+        let mut bytes: usize = batch.iter().map(size).sum();
+        while batch.len() < bounds.jobs {
+            let Some(Job::Event(next)) = self.waiting.front() else {
+                return;
+            };
+            if next.name() != name || bytes + size(next) > bounds.bytes {
+                return;
+            }
+            let Some(Job::Event(next)) = self.waiting.pop_front() else {
+                return;
+            };
+            bytes += size(&next);
+            self.bytes -= size(&next);
+            batch.push(next);
+        }
     }
 
     /// The job after the one just handled; `None` (and idle) when there is
@@ -137,6 +164,46 @@ mod tests {
             matches!(queue.push(event(4), bounds), Push::Start(_)),
             "idle again: the pusher starts"
         );
+    }
+
+    #[test]
+    fn a_run_of_one_name_is_taken_together() {
+        let bounds = Bounds {
+            jobs: 10,
+            bytes: 1 << 10,
+        };
+        let mut queue = Queue::default();
+        let mut batch = match queue.push(event(0), bounds) {
+            Push::Start(Job::Event(e)) => vec![e],
+            other => panic!("{other:?}"),
+        };
+        for n in 1..4 {
+            queue.push(event(n), bounds);
+        }
+        let other = Event::from_data(Cow::Borrowed("[\"m\"]"), None).map(Event::into_owned);
+        queue.push(Job::Event(other.unwrap_or_else(|e| panic!("{e}"))), bounds);
+        queue.push(event(5), bounds);
+        let three = Bounds {
+            jobs: 3,
+            bytes: 1 << 10,
+        };
+        queue.take_like(&mut batch, three);
+        let data: Vec<&str> = batch.iter().map(Event::data).collect();
+        assert_eq!(
+            data,
+            ["[\"n\",0]", "[\"n\",1]", "[\"n\",2]"],
+            "at most three"
+        );
+        let mut rest = vec![];
+        let Some(Job::Event(next)) = queue.next() else {
+            panic!("the fourth");
+        };
+        rest.push(next);
+        queue.take_like(&mut rest, bounds);
+        assert_eq!(rest.len(), 1, "another name ends the run");
+        assert_eq!(number(queue.next()).as_deref(), Some("[\"m\"]"));
+        assert_eq!(number(queue.next()).as_deref(), Some("[\"n\",5]"));
+        assert!(queue.next().is_none());
     }
 
     #[test]

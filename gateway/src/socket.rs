@@ -96,15 +96,32 @@ impl Socket {
         self.inner().context.decode()
     }
 
-    /// The envelope of one event from this socket.
-    pub(crate) fn event(
+    /// The envelope of events from this socket, handed over together.
+    pub(crate) fn events(
         &self,
-        event: &sio_protocol::socketio::Event<'_>,
+        events: &[sio_protocol::socketio::Event<'_>],
         delivery: Delivery,
     ) -> Result<Vec<u8>, envelope::Error> {
-        let attachments = event.attachments.as_deref().unwrap_or_default();
-        let ack = event.id.is_some();
-        (self.inner().context).event(event.name(), event.data(), attachments, ack, delivery)
+        let events: Vec<envelope::Event<'_>> = events
+            .iter()
+            .map(|e| envelope::Event {
+                event: e.name().into(),
+                data: e.data().into(),
+                attachments: e.attachments.clone().unwrap_or_default(),
+                ack: e.id.is_some(),
+            })
+            .collect();
+        self.inner().context.events(&events, delivery)
+    }
+
+    /// Adds the events waiting behind `batch` that go with it (see
+    /// [`Queue::take_like`]).
+    pub(crate) fn take_like(
+        &self,
+        batch: &mut Vec<sio_protocol::socketio::Event<'static>>,
+        bounds: Bounds,
+    ) {
+        self.queue().take_like(batch, bounds);
     }
 
     /// Queues a job for the workers (see [`Queue::push`]).

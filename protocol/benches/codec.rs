@@ -119,7 +119,7 @@ fn envelopes(c: &mut Criterion) {
         ("origin", "https://example.com"),
         ("cookie", "io=abc; session=def"),
     ];
-    let event = envelope::Event {
+    let event = envelope::Events {
         socket: SocketContext {
             id: SocketId::from_parts(GatewayId::from_bytes([1; 8]), [2; 16]),
             ns: "/".into(),
@@ -141,10 +141,12 @@ fn envelopes(c: &mut Criterion) {
             data: Some(r#"{"user":"alice"}"#.into()),
             rooms: vec!["lobby".into()],
         },
-        event: "chat message".into(),
-        data: EVENT[2..].into(),
-        attachments: Vec::new(),
-        ack: false,
+        events: vec![envelope::Event {
+            event: "chat message".into(),
+            data: EVENT[2..].into(),
+            attachments: Vec::new(),
+            ack: false,
+        }],
         delivery: envelope::Delivery {
             attempt: 1,
             lease_ms: 5000,
@@ -164,7 +166,8 @@ fn envelopes(c: &mut Criterion) {
         b.iter(|| {
             let mut handshake: Handshake = envelope::decode_owned(black_box(&stored)).unwrap();
             handshake.auth.clone_from(&event.socket.handshake.auth);
-            let rebuilt = envelope::Event {
+            let item = event.events.first().unwrap();
+            let rebuilt = envelope::Events {
                 socket: SocketContext {
                     id: event.socket.id,
                     ns: event.socket.ns.clone(),
@@ -172,10 +175,12 @@ fn envelopes(c: &mut Criterion) {
                     data: event.socket.data.clone(),
                     rooms: event.socket.rooms.clone(),
                 },
-                event: Cow::Borrowed(&event.event),
-                data: Cow::Borrowed(&event.data),
-                attachments: Vec::new(),
-                ack: event.ack,
+                events: vec![envelope::Event {
+                    event: Cow::Borrowed(&item.event),
+                    data: Cow::Borrowed(&item.data),
+                    attachments: Vec::new(),
+                    ack: item.ack,
+                }],
                 delivery: event.delivery,
             };
             black_box(envelope::encode(&rebuilt).unwrap().len())
@@ -193,22 +198,14 @@ fn envelopes(c: &mut Criterion) {
     )
     .unwrap();
     assert_eq!(
-        spliced
-            .event(&event.event, &event.data, &[], event.ack, event.delivery)
-            .unwrap(),
+        spliced.events(&event.events, event.delivery).unwrap(),
         bytes
     );
     g.bench_function("per_event_spliced", |b| {
         b.iter(|| {
             black_box(
                 spliced
-                    .event(
-                        black_box(&event.event),
-                        &event.data,
-                        &[],
-                        event.ack,
-                        event.delivery,
-                    )
+                    .events(black_box(&event.events), event.delivery)
                     .unwrap()
                     .len(),
             )
@@ -217,7 +214,10 @@ fn envelopes(c: &mut Criterion) {
     g.bench_function("decode", |b| {
         b.iter(|| {
             black_box(
-                envelope::decode::<envelope::Event<'_>>(black_box(&bytes))
+                envelope::decode::<envelope::Events<'_>>(black_box(&bytes))
+                    .unwrap()
+                    .events
+                    .first()
                     .unwrap()
                     .data
                     .len(),

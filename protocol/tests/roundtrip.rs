@@ -373,11 +373,12 @@ proptest! {
         hb in (gateway(), ".{0,8}", any::<u64>(), ".{0,8}", any::<u64>(), any::<bool>()),
         delivery in (any::<u32>(), any::<u32>()),
     ) {
-        let ev = envelope::Event { socket: socket.clone(), event: Cow::Owned(event), data: Cow::Owned(data), attachments, ack: hb.5, delivery: envelope::Delivery { attempt: delivery.0, lease_ms: delivery.1 } };
+        let ev = envelope::Events { socket: socket.clone(), events: vec![envelope::Event { event: Cow::Owned(event), data: Cow::Owned(data), attachments, ack: hb.5 }], delivery: envelope::Delivery { attempt: delivery.0, lease_ms: delivery.1 } };
         assert_roundtrip(&envelope::EventReply::Working);
-        assert_roundtrip(&envelope::EventReply::Done { ack: Some(AckReply { data: reject.clone(), attachments: Vec::new() }), failed: hb.5, unordered: !hb.5 });
+        assert_roundtrip(&envelope::EventReply::Done { first: delivery.0, outcomes: vec![Outcome { ack: Some(AckReply { data: reject.clone(), attachments: Vec::new() }), failed: hb.5 }, Outcome::default()], unordered: !hb.5 });
+        assert_roundtrip(&envelope::EventReply::Ack { index: delivery.1, ack: AckReply { data: reject.clone(), attachments: Vec::new() } });
         let bytes = envelope::encode(&ev).unwrap();
-        prop_assert_eq!(envelope::decode::<envelope::Event<'_>>(&bytes).unwrap(), ev);
+        prop_assert_eq!(envelope::decode::<envelope::Events<'_>>(&bytes).unwrap(), ev);
         assert_roundtrip(&ConnectRequest { socket: socket.clone() });
         assert_roundtrip(&ConnectReply::Accept { data: accept.0, rooms: accept.1 });
         assert_roundtrip(&ConnectReply::Reject { data: reject });
@@ -418,17 +419,19 @@ proptest! {
     ) {
         let spliced = spliced(&ctx);
         prop_assert_eq!(spliced.decode().unwrap(), ctx.clone());
-        let event = envelope::Event {
+        let events = envelope::Events {
             socket: ctx.clone(),
-            event: name.as_str().into(),
-            data: data.as_str().into(),
-            attachments: attachments.clone(),
-            ack: attempt % 2 == 0,
+            events: vec![envelope::Event {
+                event: name.as_str().into(),
+                data: data.as_str().into(),
+                attachments: attachments.clone(),
+                ack: attempt % 2 == 0,
+            }; usize::try_from(attempt % 3).unwrap()],
             delivery: envelope::Delivery { attempt, lease_ms },
         };
         prop_assert_eq!(
-            spliced.event(&name, &data, &attachments, event.ack, event.delivery).unwrap(),
-            envelope::encode(&event).unwrap()
+            spliced.events(&events.events, events.delivery).unwrap(),
+            envelope::encode(&events).unwrap()
         );
         let disconnect = envelope::Disconnect {
             socket: ctx.clone(),

@@ -245,19 +245,22 @@ async fn ack_worker(worker: &Arc<dyn Bus>) -> SeenEvents {
     let worker = worker.clone();
     tokio::spawn(async move {
         while let Some(m) = events.next().await {
-            let ev: envelope::Event<'_> = envelope::decode(&m.payload).unwrap();
-            let _ = tx.send((
-                ev.event.to_string(),
-                ev.data.to_string(),
-                ev.attachments.clone(),
-            ));
-            if let Some(reply) = m.reply {
-                let ack = ev.ack.then(|| AckReply {
+            let evs: envelope::Events<'_> = envelope::decode(&m.payload).unwrap();
+            let mut acks = Vec::new();
+            for ev in &evs.events {
+                let _ = tx.send((
+                    ev.event.to_string(),
+                    ev.data.to_string(),
+                    ev.attachments.clone(),
+                ));
+                acks.push(ev.ack.then(|| AckReply {
                     data: r#"["ok"]"#.into(),
                     attachments: ev.attachments.clone(),
-                });
+                }));
+            }
+            if let Some(reply) = m.reply {
                 worker
-                    .publish(reply, sio_tests::raw::event_done(ack))
+                    .publish(reply, sio_tests::raw::events_done(acks))
                     .await
                     .unwrap();
             }

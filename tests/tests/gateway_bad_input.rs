@@ -42,13 +42,15 @@ impl World {
         tokio::spawn(async move {
             while let Some(m) = events.next().await {
                 if let Some(reply) = m.reply {
-                    let ev: envelope::Event<'_> = envelope::decode(&m.payload).unwrap();
-                    let ack = ev.ack.then(|| AckReply {
-                        data: "[true]".into(),
-                        attachments: vec![],
+                    let evs: envelope::Events<'_> = envelope::decode(&m.payload).unwrap();
+                    let acks = evs.events.iter().map(|ev| {
+                        ev.ack.then(|| AckReply {
+                            data: "[true]".into(),
+                            attachments: vec![],
+                        })
                     });
                     worker
-                        .publish(reply, sio_tests::raw::event_done(ack))
+                        .publish(reply, sio_tests::raw::events_done(acks.collect()))
                         .await
                         .unwrap();
                 }

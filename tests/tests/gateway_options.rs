@@ -407,8 +407,8 @@ async fn a_client_may_not_start_unordered_acks_faster_than_workers_answer() {
     ws.send(r#"42["slow"]"#).await;
     let first = worker.next_within(WAIT).await.unwrap();
     let done = envelope::EventReply::Done {
-        ack: None,
-        failed: false,
+        first: 0,
+        outcomes: vec![envelope::Outcome::default()],
         unordered: true,
     };
     bus.publish(

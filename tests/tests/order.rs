@@ -40,7 +40,8 @@ struct Summary {
     received: u64,
     expected: u64,
     reordered: u64,
-    duplicates: u64,
+    gaps: u64,
+    replayed: u64,
     redelivered: u64,
     acks: u64,
     acks_redelivered: u64,
@@ -58,9 +59,18 @@ impl Summary {
     /// (a repeat only where its attempt says it was handed over again),
     /// every ack answered with its own event's answer, nobody cut off.
     fn assert_exact(&self, clients: u64, events: u64) {
+        self.assert_handled(clients, events);
+        assert_eq!(self.received, self.expected, "{self:#?}");
+        assert_eq!(self.gaps, 0, "{self:#?}");
+    }
+
+    /// Every event handled in order and its ack answered, nobody cut off;
+    /// what a receiver got was never older than what it had, except a
+    /// redelivery, and the last of every sequence reached every receiver.
+    fn assert_handled(&self, clients: u64, events: u64) {
         assert_eq!(self.sent, clients * events, "{self:#?}");
         assert_eq!(self.reordered, 0, "{self:#?}");
-        assert_eq!(self.received, self.expected, "{self:#?}");
+        assert_eq!(self.received + self.gaps, self.expected, "{self:#?}");
         assert_eq!(self.acks, self.sent, "{self:#?}");
         assert_eq!(self.wrong_acks, 0, "{self:#?}");
         assert!(self.error_acks.is_empty(), "{self:#?}");
@@ -73,7 +83,7 @@ impl Summary {
     /// No event was handed over twice.
     fn assert_once(&self) {
         assert_eq!(
-            (self.duplicates, self.redelivered, self.acks_redelivered),
+            (self.replayed, self.redelivered, self.acks_redelivered),
             (0, 0, 0),
             "{self:#?}"
         );
@@ -264,7 +274,11 @@ async fn a_killed_worker_loses_no_event() {
 
 /// kill -9 nats-server under load and start it again on its port 3 s
 /// later: the clients stay connected, `/ready` says what happened, and
-/// every event sent meanwhile is handled after, in order.
+/// every event sent meanwhile is handled after, in order, its ack
+/// answered. What the handlers emitted around the restart to a gateway
+/// that was not back on NATS yet is lost (core NATS delivers at most
+/// once; replaying it is JetStream's part): those are counted as gaps,
+/// never as reordering, and every sequence's last emit reaches everyone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_restart_loses_no_event() {
     let _serial = SERIAL.lock().await;
@@ -284,7 +298,7 @@ async fn a_nats_restart_loses_no_event() {
         until_ready(g, true).await;
     }
     let summary = summary(&load);
-    summary.assert_exact(CLIENTS, EVENTS);
+    summary.assert_handled(CLIENTS, EVENTS);
 }
 
 /// Waits (10 s at most) for `/ready` to say `up`.
@@ -371,12 +385,9 @@ async fn a_silent_worker_is_replaced_then_reported() {
     let mut attempts = Vec::new();
     for _ in 0..2 {
         let m = silent.next_within(WAIT).await.unwrap();
-        let ev: envelope::Event<'_> = envelope::decode(&m.payload).unwrap();
-        attempts.push((
-            ev.event.to_string(),
-            ev.delivery.attempt,
-            ev.delivery.lease_ms,
-        ));
+        let evs: envelope::Events<'_> = envelope::decode(&m.payload).unwrap();
+        let names: Vec<&str> = evs.events.iter().map(|e| e.event.as_ref()).collect();
+        attempts.push((names.join(","), evs.delivery.attempt, evs.delivery.lease_ms));
     }
     assert_eq!(
         attempts,
@@ -388,8 +399,11 @@ async fn a_silent_worker_is_replaced_then_reported() {
     );
     // The next event is handed over only now; this time it is done.
     let m = silent.next_within(WAIT).await.unwrap();
-    let ev: envelope::Event<'_> = envelope::decode(&m.payload).unwrap();
-    assert_eq!((ev.event.as_ref(), ev.delivery.attempt), ("next", 1));
+    let evs: envelope::Events<'_> = envelope::decode(&m.payload).unwrap();
+    assert_eq!(
+        (evs.events[0].event.as_ref(), evs.delivery.attempt),
+        ("next", 1)
+    );
     let working = envelope::encode(&envelope::EventReply::Working).unwrap();
     let reply = m.reply.unwrap();
     // Renewed past its lease, then done with its ack.
@@ -403,7 +417,7 @@ async fn a_silent_worker_is_replaced_then_reported() {
         data: "[\"ok\"]".into(),
         attachments: Vec::new(),
     };
-    bus.publish(reply, sio_tests::raw::event_done(Some(ack)))
+    bus.publish(reply, sio_tests::raw::events_done(vec![Some(ack)]))
         .await
         .unwrap();
     assert_eq!(ws.text().await, r#"432["ok"]"#);

@@ -242,7 +242,10 @@ impl Socket {
         let Some(late) = slot.make(answer)? else {
             return Ok(());
         };
-        let bytes = envelope::encode(&EventReply::Ack(late))?;
+        let bytes = envelope::encode(&EventReply::Ack {
+            index: slot.index,
+            ack: late,
+        })?;
         Ok(self
             .emitter()
             .bus
@@ -342,8 +345,10 @@ impl Socket {
 /// replies to the gateway for it.
 #[derive(Debug)]
 pub(crate) struct AckSlot {
-    /// The event's reply subject.
+    /// The event's reply subject, and its place among the events handed
+    /// over with it.
     reply: String,
+    index: u32,
     state: Mutex<AckState>,
     /// Wakes the worker when the handler made the ack.
     pub(crate) made: tokio::sync::Notify,
@@ -362,9 +367,10 @@ enum AckState {
 }
 
 impl AckSlot {
-    pub(crate) fn new(reply: String) -> Arc<Self> {
+    pub(crate) fn new(reply: String, index: u32) -> Arc<Self> {
         Arc::new(Self {
             reply,
+            index,
             state: Mutex::new(AckState::Open),
             made: tokio::sync::Notify::new(),
         })
@@ -397,11 +403,11 @@ impl AckSlot {
         }
     }
 
-    /// The ack made and not sent yet, to send now.
-    pub(crate) fn take(&self) -> Option<AckReply> {
+    /// The ack made and not sent yet, to send now, with its event's index.
+    pub(crate) fn take(&self) -> Option<(u32, AckReply)> {
         let mut state = self.lock();
         match std::mem::replace(&mut *state, AckState::Taken) {
-            AckState::Made(answer) => Some(answer),
+            AckState::Made(answer) => Some((self.index, answer)),
             other => {
                 *state = other;
                 None

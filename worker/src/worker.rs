@@ -500,88 +500,130 @@ async fn connect(
     Ok(emitter.bus.publish(reply, bytes.into()).await?)
 }
 
+/// Serves events a gateway handed over together, one after another in
+/// their order. A failing handler is logged here and the next one runs.
 async fn event(message: &mut Message, handlers: &Namespace, emitter: Emitter) -> Result<(), Error> {
-    let event: envelope::Event<'_> = envelope::decode(&message.payload)?;
-    let reply = message.reply.take();
-    let slot = reply.clone().filter(|_| event.ack).map(AckSlot::new);
-    let socket = Socket::event(
-        event.socket.clone(),
-        emitter.clone(),
-        slot.clone(),
-        event.delivery.attempt,
-    );
-    let run = match handlers.events.get(event.event.as_ref()) {
-        Some(handler) => handler(socket, &event.data, &event.attachments),
-        None => {
-            tracing::debug!(event = %event.event, "no handler");
-            Ok(Box::pin(async { Ok(()) }) as BoxFuture<'static, _>)
-        }
-    };
-    let Some(reply) = reply else {
-        return run?.await;
-    };
-    let held = Held {
+    let events: envelope::Events<'_> = envelope::decode(&message.payload)?;
+    let held = message.reply.take().map(|reply| Held {
         reply,
-        lease: Duration::from_millis(u64::from(event.delivery.lease_ms)),
-        slot,
-        unordered: handlers.is_unordered(&event.event),
+        lease: Duration::from_millis(u64::from(events.delivery.lease_ms)),
         emitter: &emitter,
-    };
-    match run {
-        Ok(run) => held.run(run).await,
-        Err(error) => {
-            held.done(None, true).await;
-            Err(error)
+    });
+    let unordered = events
+        .events
+        .first()
+        .is_some_and(|e| handlers.is_unordered(&e.event));
+    let mut outcomes = Vec::new();
+    let mut first = 0;
+    let mut panicked = None;
+    for (index, event) in (0u32..).zip(&events.events) {
+        let slot = held
+            .as_ref()
+            .filter(|_| event.ack)
+            .map(|h| AckSlot::new(h.reply.clone(), index));
+        let socket = Socket::event(
+            events.socket.clone(),
+            emitter.clone(),
+            slot.clone(),
+            events.delivery.attempt,
+        );
+        let run = match handlers.events.get(event.event.as_ref()) {
+            Some(handler) => handler(socket, &event.data, &event.attachments),
+            None => {
+                tracing::debug!(event = %event.event, "no handler");
+                Ok(Box::pin(async { Ok(()) }) as BoxFuture<'static, _>)
+            }
+        };
+        let outcome = match (&held, run) {
+            (_, Err(error)) => Err(error),
+            (None, Ok(run)) => AssertUnwindSafe(run)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    panicked = Some(panic);
+                    Ok(())
+                }),
+            (Some(held), Ok(run)) => match held.run(run, slot.as_deref()).await {
+                Ok(result) => result,
+                Err(panic) => {
+                    panicked = Some(panic);
+                    Err(Error::Handler("the handler panicked".into()))
+                }
+            },
+        };
+        let failed = outcome.is_err();
+        if let Err(error) = outcome {
+            let subject = &message.subject;
+            tracing::warn!(%subject, event = %event.event, error = %Chain(&error), "handler failed");
         }
+        let Some(held) = &held else { continue };
+        let ack = slot.as_ref().and_then(|s| s.returned());
+        // An ack or a failure goes at once; quiet outcomes wait for the
+        // next that does, or the end, in one message.
+        let urgent = ack.is_some() || failed;
+        outcomes.push(envelope::Outcome { ack, failed });
+        if urgent {
+            held.done(first, std::mem::take(&mut outcomes), unordered)
+                .await;
+            first = index + 1;
+        }
+    }
+    if let Some(held) = &held {
+        if !outcomes.is_empty() {
+            held.done(first, outcomes, unordered).await;
+        }
+    }
+    match panicked {
+        // Told the gateway; now the dispatch logs it.
+        Some(panic) => std::panic::resume_unwind(panic),
+        None => Ok(()),
     }
 }
 
-/// An event a gateway waits on: the worker renews its lease while the
-/// handler runs, sends the ack once made, and says when it is done.
+/// Events a gateway waits on: the worker renews their lease while a
+/// handler runs, sends an ack once made, and says which are done.
 struct Held<'a> {
     reply: String,
     lease: Duration,
-    slot: Option<Arc<AckSlot>>,
-    unordered: bool,
     emitter: &'a Emitter,
 }
 
+type Panic = Box<dyn std::any::Any + Send>;
+
 impl Held<'_> {
-    async fn run(&self, handler: BoxFuture<'static, Result<(), Error>>) -> Result<(), Error> {
+    /// Runs one handler, renewing the lease and sending its ack as soon as
+    /// it is made and the handler waits.
+    async fn run(
+        &self,
+        handler: BoxFuture<'static, Result<(), Error>>,
+        slot: Option<&AckSlot>,
+    ) -> Result<Result<(), Error>, Panic> {
         // A third of the lease: two renewals may be late or lost before
-        // the gateway gives the event to another worker.
+        // the gateway gives the events to another worker.
         let period = (self.lease / 3).max(Duration::from_millis(1));
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut handler = AssertUnwindSafe(handler).catch_unwind();
-        let outcome = loop {
+        loop {
             tokio::select! {
                 biased;
-                outcome = &mut handler => break outcome,
-                () = made(self.slot.as_deref()) => {
-                    if let Some(ack) = self.slot.as_ref().and_then(|s| s.take()) {
-                        self.send(&EventReply::Ack(ack)).await;
+                outcome = &mut handler => return outcome,
+                () = made(slot) => {
+                    if let Some((index, ack)) = slot.and_then(AckSlot::take) {
+                        self.send(&EventReply::Ack { index, ack }).await;
                     }
                 }
                 _ = renew.tick(), if !self.lease.is_zero() => {
                     self.send(&EventReply::Working).await;
                 }
             }
-        };
-        let ack = self.slot.as_ref().and_then(|s| s.returned());
-        let failed = !matches!(outcome, Ok(Ok(())));
-        self.done(ack, failed).await;
-        match outcome {
-            Ok(result) => result,
-            // Told the gateway; now the dispatch logs it.
-            Err(panic) => std::panic::resume_unwind(panic),
         }
     }
 
-    async fn done(&self, ack: Option<envelope::AckReply>, failed: bool) {
+    async fn done(&self, first: u32, outcomes: Vec<envelope::Outcome>, unordered: bool) {
         let done = EventReply::Done {
-            ack,
-            failed,
-            unordered: self.unordered,
+            first,
+            outcomes,
+            unordered,
         };
         self.send(&done).await;
     }

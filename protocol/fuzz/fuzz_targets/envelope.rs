@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use sio_protocol::envelope::*;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = decode::<Event<'_>>(data);
+    let _ = decode::<Events<'_>>(data);
     let _ = decode_owned::<EventReply>(data);
     let _ = decode_owned::<ConnectRequest>(data);
     let _ = decode_owned::<ConnectReply>(data);

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Delivery, DisconnectReason, Error, Handshake, SocketContext, VERSION};
+use super::{Delivery, DisconnectReason, Error, Event, Handshake, SocketContext, VERSION};
 use crate::id::SocketId;
 
 /// What a socket has of its own beside the handshake, which may change.
@@ -134,17 +134,17 @@ impl EncodedContext {
         postcard::to_extend(rest, out).map_err(|e| Error::Encode(e.to_string()))
     }
 
-    /// The [`Event`](super::Event) envelope of one client event.
-    pub fn event(
-        &self,
-        event: &str,
-        data: &str,
-        attachments: &[Bytes],
-        ack: bool,
-        delivery: Delivery,
-    ) -> Result<Vec<u8>, Error> {
-        let extra = event.len() + data.len() + attachments.iter().map(Bytes::len).sum::<usize>();
-        self.envelope(&(event, data, attachments, ack, delivery), extra + 9)
+    /// The [`Events`](super::Events) envelope of client events of this
+    /// socket.
+    pub fn events(&self, events: &[Event<'_>], delivery: Delivery) -> Result<Vec<u8>, Error> {
+        let extra = events
+            .iter()
+            .map(|e| {
+                let attachments = e.attachments.iter().map(Bytes::len).sum::<usize>();
+                e.event.len() + e.data.len() + attachments + 8
+            })
+            .sum::<usize>();
+        self.envelope(&(events, delivery), extra + 8)
     }
 
     /// The [`Disconnect`](super::Disconnect) envelope.

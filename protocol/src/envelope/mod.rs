@@ -4,7 +4,7 @@
 //! | subject | body | reply |
 //! | --- | --- | --- |
 //! | `P.conn.<ns>` | [`ConnectRequest`] | [`ConnectReply`] |
-//! | `P.ev.<ns>.<event>` | [`Event`] | [`EventReply`]s, when the gateway waits for the handler |
+//! | `P.ev.<ns>.<event>` | [`Events`] | [`EventReply`]s, when the gateway waits for the handlers |
 //! | `P.disc.<ns>` | [`Disconnect`] | — |
 //! | `P.room.<ns>.<room>`, `P.ns.<ns>` | [`Emit`] | — |
 //! | `P.gw.<gateway-id>` | [`Command`] | [`CommandReply`] |
@@ -118,10 +118,22 @@ pub enum ConnectReply {
     Reject { data: String },
 }
 
-/// `P.ev.<ns>.<event>`: one client event.
+/// `P.ev.<ns>.<event>`: client events of one socket, handed over
+/// together (consecutive events of one name; one, mostly), to be handled
+/// one after another in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Events<'a> {
+    /// The socket's context when the first was handed over.
+    pub socket: SocketContext,
+    #[serde(borrow)]
+    pub events: Vec<Event<'a>>,
+    /// Which hand-over of the events this is.
+    pub delivery: Delivery,
+}
+
+/// One client event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event<'a> {
-    pub socket: SocketContext,
     #[serde(borrow)]
     pub event: Cow<'a, str>,
     /// The whole data array (`["event", args…]`) as the client sent it.
@@ -131,53 +143,48 @@ pub struct Event<'a> {
     pub attachments: Vec<Bytes>,
     /// Whether the client asked for an ack.
     pub ack: bool,
-    /// Which hand-over of the event this is. Last, so that a gateway
-    /// re-sends an event by rewriting its envelope's final bytes.
-    pub delivery: Delivery,
 }
 
-/// How an event is handed to a worker.
+/// How events are handed to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Delivery {
-    /// 1 for the first hand-over; more when a worker that held the event
-    /// went silent and it was handed to another.
+    /// 1 for the first hand-over; more when a worker that held the events
+    /// went silent and they were handed to another.
     pub attempt: u32,
-    /// Milliseconds a worker may stay silent while it holds the event
-    /// before the gateway hands it to another; the worker says
-    /// [`EventReply::Working`] well within it. 0 when nobody waits.
+    /// Milliseconds a worker may stay silent while it holds the events
+    /// before the gateway hands them to another; the worker says
+    /// [`EventReply::Working`] well within it. 0 when nobody waits (no
+    /// reply subject).
     pub lease_ms: u32,
 }
 
-impl Delivery {
-    /// An [`Event`] envelope encoded with `self` as its delivery, made to
-    /// carry `next` instead: the one copy a re-sent event costs.
-    pub fn rewrite(self, envelope: &[u8], next: Delivery) -> Result<Vec<u8>, Error> {
-        let mut old = [0; 10];
-        let old = postcard::to_slice(&self, &mut old).map_err(|e| Error::Encode(e.to_string()))?;
-        let Some(body) = envelope.strip_suffix(&*old) else {
-            return Err(Error::Malformed("not encoded with this delivery".into()));
-        };
-        postcard::to_extend(&next, body.to_vec()).map_err(|e| Error::Encode(e.to_string()))
-    }
-}
-
-/// What a worker says on an event's reply subject. The gateway takes a
-/// socket's next event once it hears `Done`.
+/// What a worker says on the reply subject of [`Events`]. Indexes count
+/// from the first event of that envelope. The gateway takes the socket's
+/// next events once every one was `Done`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventReply {
-    /// The handler still runs: the lease is renewed.
+    /// Handlers still run: the lease is renewed.
     Working,
-    /// The arguments of the ack the client asked for.
-    Ack(AckReply),
-    /// The handler returned (`failed`: with an error or a panic), with its
-    /// ack if it made one meanwhile. `unordered`: the application opted
-    /// this event out of per-socket order, so the gateway need not wait
-    /// for it next time.
+    /// The ack of event `index`, made while its handler still runs, or
+    /// after it returned.
+    Ack { index: u32, ack: AckReply },
+    /// Events `first..first + outcomes.len()` finished. `unordered`: the
+    /// application opted them out of per-socket order, so the gateway
+    /// need not wait for such events next time.
     Done {
-        ack: Option<AckReply>,
-        failed: bool,
+        first: u32,
+        outcomes: Vec<Outcome>,
         unordered: bool,
     },
+}
+
+/// How one event's handler ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Its ack, if it made one and it was not sent as [`EventReply::Ack`].
+    pub ack: Option<AckReply>,
+    /// It returned an error or panicked.
+    pub failed: bool,
 }
 
 /// Reply to an emit-with-ack, and an event's ack: the ack arguments.
@@ -519,36 +526,23 @@ mod tests {
 
     #[test]
     fn events_borrow_from_the_message() {
-        let ev = Event {
+        let ev = Events {
             socket: socket(),
-            event: "chat".into(),
-            data: r#"["chat",{"text":"hi"}]"#.into(),
-            attachments: vec![Bytes::from_static(&[0, 1, 2])],
-            ack: true,
+            events: vec![Event {
+                event: "chat".into(),
+                data: r#"["chat",{"text":"hi"}]"#.into(),
+                attachments: vec![Bytes::from_static(&[0, 1, 2])],
+                ack: true,
+            }],
             delivery: Delivery {
                 attempt: 1,
                 lease_ms: 5000,
             },
         };
         let bytes = encode(&ev).unwrap();
-        let back: Event<'_> = decode(&bytes).unwrap();
-        assert!(matches!(back.data, Cow::Borrowed(_)));
+        let back: Events<'_> = decode(&bytes).unwrap();
+        assert!(matches!(back.events[0].data, Cow::Borrowed(_)));
         assert_eq!(back, ev);
-        // A re-sent event differs in its delivery alone.
-        let next = Delivery {
-            attempt: 300,
-            lease_ms: 5000,
-        };
-        let again = ev.delivery.rewrite(&bytes, next).unwrap();
-        let back: Event<'_> = decode(&again).unwrap();
-        assert_eq!(
-            back,
-            Event {
-                delivery: next,
-                ..ev.clone()
-            }
-        );
-        assert!(next.rewrite(&bytes, next).is_err());
     }
 
     #[test]

@@ -279,13 +279,17 @@ pub fn tcp_state(local: SocketAddr, remote: SocketAddr) -> Option<String> {
         .and_then(|f| f.get(3).map(|s| (*s).to_owned()))
 }
 
-/// What a worker says when it has handled an event: `Done`, with `ack`
-/// when the client asked for one. For tests that play the worker on the
-/// bus themselves.
-pub fn event_done(ack: Option<sio_protocol::envelope::AckReply>) -> Bytes {
+/// What a worker says when it has handled the events handed over to it
+/// together: `Done` for each, with its ack when the client asked for one.
+/// For tests that play the worker on the bus themselves.
+pub fn events_done(acks: Vec<Option<sio_protocol::envelope::AckReply>>) -> Bytes {
+    let outcomes = acks
+        .into_iter()
+        .map(|ack| sio_protocol::envelope::Outcome { ack, failed: false })
+        .collect();
     let done = sio_protocol::envelope::EventReply::Done {
-        ack,
-        failed: false,
+        first: 0,
+        outcomes,
         unordered: false,
     };
     match sio_protocol::envelope::encode(&done) {
