@@ -1,17 +1,20 @@
-//! Client events on their way to the workers (`P.ev`): each socket's one at
-//! a time and in order, each held by one worker under a lease, handed to
+//! Client events on their way to the workers (`P.ev`): each socket's in
+//! order, one run at a time, held by one worker under a lease, handed to
 //! another when that worker goes silent, and answered with an error ack
-//! when none handles it.
+//! when none handles them.
 //!
-//! An event goes out with a reply subject of this gateway's inbox. The
-//! worker that takes it says `Working` every third of the lease while the
-//! handler runs, sends the ack when the handler makes it, and `Done` when
-//! the handler returns; only then does the socket's next event go out, so
-//! its handlers run one after another whichever worker takes each. A
-//! lease that runs out hands the event to the queue group again, with the
-//! next attempt number; after `--event-attempts`, or with nobody
-//! subscribed, or with the bus down past `--event-timeout`, a client that
-//! asked for an ack gets the error ack of [`Unhandled`].
+//! A socket's next events (the one whose turn it is and those of the same
+//! name queued right behind it, up to [`BATCH`]) go out in one envelope
+//! with a reply subject of this gateway's inbox. The worker that takes
+//! them runs their handlers one after another, says `Working` every third
+//! of the lease while one runs, sends an ack as soon as a handler makes
+//! it, and `Done` with each one's outcome; once every one is done the
+//! socket's next run goes out, so its handlers run in order whichever
+//! worker takes each run. A lease that runs out hands the unfinished ones
+//! to the queue group again, with the next attempt number; after
+//! `--event-attempts` such leases, or with nobody subscribed, or with the
+//! bus down past `--event-timeout`, a client that asked for an ack gets
+//! the error ack of [`Unhandled`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,7 +164,11 @@ pub(crate) fn submit(
     node.metrics.event("unordered");
     if event.id.is_none() {
         // Opted out: published and forgotten, as socket.io's volatile.
-        let Ok(payload) = socket.events(std::slice::from_ref(&event), Delivery::default()) else {
+        let once = Delivery {
+            attempt: 1,
+            lease_ms: 0,
+        };
+        let Ok(payload) = socket.events(std::slice::from_ref(&event), once) else {
             return;
         };
         let subject = node.subjects.event(&socket.ns, event.name());

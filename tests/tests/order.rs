@@ -4,7 +4,9 @@
 //! each sending 200 numbered events to a handler that emits each to the
 //! sender's room after a pseudo-random pause (`tests/js/order-clients.js`
 //! checks every sequence as it arrives). Then the same with a worker
-//! killed (kill -9) halfway and with nats-server killed for 3 s.
+//! killed (kill -9) halfway and with nats-server killed for 3 s; and the
+//! error acks a client gets when no worker is there or the one holding
+//! its event stays silent.
 //!
 //! The tests of this file run one at a time: each loads both cores.
 

@@ -6,12 +6,14 @@
 //! concurrently, up to a limit; a failing or panicking handler is logged
 //! and the worker goes on.
 //!
-//! Order: a gateway hands a socket's next event to the workers once the
-//! handler of the one before has returned, so one socket's handlers run
-//! one at a time, in the order the client sent the events, whichever
-//! worker takes each. While a handler runs, its worker renews the event's
-//! lease on the reply subject; at the end it says `Done`, with the ack.
-//! A namespace or an event may opt out ([`Namespace::unordered`]).
+//! Order: a gateway hands a socket's next events to the workers (a run of
+//! one name, in one message) once the handlers of those before have
+//! returned; the worker runs them one after another. So one socket's
+//! handlers run one at a time, in the order the client sent the events,
+//! whichever worker takes each run. While a handler runs, its worker
+//! renews the lease on the reply subject; it sends each ack as soon as
+//! it is made and says which events are `Done`. A namespace or an event
+//! may opt out ([`Namespace::unordered`]).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
