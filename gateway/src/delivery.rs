@@ -29,9 +29,12 @@ pub(crate) fn join(
     wait_ready(ready)
 }
 
+/// Waits for the subscriptions, 5 s at most in all: a bus that is away
+/// gets them when it is back, and nobody waits for that.
 async fn wait_ready(ready: Vec<watch::Receiver<bool>>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     for mut r in ready {
-        let _ = tokio::time::timeout(Duration::from_secs(5), r.wait_for(|ok| *ok)).await;
+        let _ = tokio::time::timeout_at(deadline, r.wait_for(|ok| *ok)).await;
     }
 }
 

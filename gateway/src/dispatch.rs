@@ -129,5 +129,8 @@ async fn establish(
     let reply = Packet::new(socket.ns.clone(), Kind::Connect(Some(reply.into())));
     let frames = socket::frames(&reply);
     node.send(&socket.session, frames.into_iter().chain(socket.release()));
-    ready.await;
+    // While the bus is away the subscriptions wait for it, not the client.
+    if node.bus_ready(tokio::time::Instant::now()).await {
+        ready.await;
+    }
 }
