@@ -347,7 +347,8 @@ pub struct Running {
 }
 
 impl Running {
-    /// Connects, events and disconnects this worker has taken so far.
+    /// Messages this worker has taken so far: connects, disconnects, and
+    /// runs of events (one or more events of a socket handed over together).
     pub fn handled(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
     }
