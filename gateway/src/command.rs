@@ -5,6 +5,7 @@
 use std::sync::{Arc, Weak};
 
 use sio_protocol::envelope::{self, AckReply, Command, CommandReply, SocketCommand};
+use sio_protocol::id::Sid;
 use sio_protocol::socketio::{Event, Kind, Packet};
 use tokio::sync::oneshot;
 
@@ -13,8 +14,17 @@ use crate::delivery;
 use crate::node::Node;
 use crate::socket::{self, Socket};
 
+/// Serves a polling request forwarded by another gateway (the transport
+/// layer's, handed in so that this file need not reach up to it).
+pub(crate) type Poll = fn(
+    Arc<Node>,
+    Sid,
+    bool,
+    bytes::Bytes,
+) -> futures_util::future::BoxFuture<'static, CommandReply>;
+
 /// Serves `P.gw.<id>` until the bus goes away.
-pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription) {
+pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll: Poll) {
     while let Some(message) = sub.next().await {
         let Some(node) = node.upgrade() else {
             return;
@@ -33,10 +43,13 @@ pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription) {
             Command::Socket {
                 action: SocketCommand::EmitWithAck { .. } | SocketCommand::Join { .. },
                 ..
-            }
+            } | Command::Poll { .. }
         );
         let serve = async move {
-            let reply = on_command(&node, command).await;
+            let reply = match command {
+                Command::Poll { sid, post, body } => poll(node.clone(), sid, post, body).await,
+                command => on_command(&node, command).await,
+            };
             if let (Some(to), Ok(bytes)) = (message.reply, envelope::encode(&reply)) {
                 node.publish(to, bytes.into()).await;
             }
@@ -56,6 +69,7 @@ async fn on_command(node: &Arc<Node>, command: Command) -> CommandReply {
             return CommandReply::Done;
         }
         Command::Socket { socket, action } => (socket, action),
+        Command::Poll { .. } => return CommandReply::UnknownSocket,
     };
     let Some(socket) = node.registry.socket(&socket) else {
         return CommandReply::UnknownSocket;

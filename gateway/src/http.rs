@@ -125,12 +125,22 @@ async fn route(shared: &Arc<Node>, peer: SocketAddr, request: Request) -> Respon
         None
     };
     if let Some(sid) = &query.sid {
-        let client = sid
-            .parse::<Sid>()
-            .ok()
-            .and_then(|sid| shared.registry.client(&sid));
+        let sid = sid.parse::<Sid>().ok();
+        let client = sid.and_then(|sid| shared.registry.client(&sid));
         let Some(client) = client else {
-            return engine_error(ErrorCode::SessionIdUnknown);
+            // Another gateway's session (no sticky balancing): its owner
+            // serves the request.
+            let method = &parts.method;
+            return match sid {
+                Some(sid) if sid.gateway() != shared.id && transport == Transport::Polling => {
+                    match *method {
+                        Method::GET => polling::forward(shared, sid, false, body).await,
+                        Method::POST => polling::forward(shared, sid, true, body).await,
+                        _ => engine_error(ErrorCode::BadRequest),
+                    }
+                }
+                _ => engine_error(ErrorCode::SessionIdUnknown),
+            };
         };
         let current = client.session.state().transport;
         return match (transport, upgrade) {

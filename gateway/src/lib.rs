@@ -89,7 +89,11 @@ impl Gateway {
         let node = Arc::new(node::Node::new(config, bus, id, subjects));
         let weak = Arc::downgrade(&node);
         let commands = node.bus.subscribe(node.subjects.gateway(id)).await?;
-        tokio::spawn(command::serve(weak.clone(), commands));
+        tokio::spawn(command::serve(
+            weak.clone(),
+            commands,
+            transport::polling::forwarded,
+        ));
         let control = node.bus.subscribe(node.subjects.control()).await?;
         tokio::spawn(control::serve(weak.clone(), control));
         let replies = node.bus.subscribe(node.replies.subject()).await?;

@@ -48,6 +48,8 @@ pub(crate) struct Metrics {
     pub(crate) ack_rtt: Histogram,
     pub(crate) events: Family<OutcomeLabel, Counter>,
     pub(crate) redeliveries: Counter,
+    pub(crate) polls_forwarded: Counter,
+    pub(crate) polls_served: Counter,
     pub(crate) tcp_connections: Family<ListenerLabel, Gauge>,
     pub(crate) accept_errors: Family<ReasonLabel, Counter>,
 }
@@ -71,6 +73,8 @@ impl Default for Metrics {
             ]),
             events: Family::default(),
             redeliveries: Counter::default(),
+            polls_forwarded: Counter::default(),
+            polls_served: Counter::default(),
             tcp_connections: Family::default(),
             accept_errors: Family::default(),
             registry: Registry::default(),
@@ -141,6 +145,16 @@ impl Default for Metrics {
             "event_redeliveries",
             "Client events handed to another worker after the one holding them went silent past --event-lease",
             m.redeliveries.clone(),
+        );
+        registry.register(
+            "polls_forwarded",
+            "Polling requests for another gateway's session, forwarded to it over the bus",
+            m.polls_forwarded.clone(),
+        );
+        registry.register(
+            "polls_served",
+            "Polling requests forwarded by another gateway and served here for its client",
+            m.polls_served.clone(),
         );
         Self { registry, ..m }
     }

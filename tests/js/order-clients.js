@@ -13,7 +13,8 @@
 // Every receiver checks each sender's sequence as it arrives: a number
 // above the last is received (past a gap, the numbers skipped are counted
 // as gaps); one at or below it is replayed when the emit says it is a
-// redelivery (attempt > 1), else reordered. Prints "sending",
+// redelivery (attempt > 1), repeated when it is the last one again as it
+// was, else reordered. Prints "sending",
 // "progress <received>/<expected>" every second, then one line
 // "summary <json>" with every count, and exits 0.
 "use strict";
@@ -37,6 +38,7 @@ const counts = {
   reordered: 0,
   gaps: 0,
   replayed: 0,
+  repeated: 0,
   redelivered: 0,
   acks: 0,
   acks_redelivered: 0,
@@ -74,6 +76,9 @@ for (let i = 0; i < COUNT; i++) {
     } else if (attempt > 1) {
       // Handed over again: its first emit may have been seen already.
       counts.replayed += 1;
+    } else if (n === last) {
+      // The same emit again, as it was.
+      counts.repeated += 1;
     } else {
       counts.reordered += 1;
       if (counts.examples.length < 5) {

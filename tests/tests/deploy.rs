@@ -54,11 +54,17 @@ fn nginx_prefix(conf: &Path, replace: &[(String, String)]) -> PathBuf {
 /// The committed local nginx config listening on `listen` in front of
 /// `gateways`.
 fn local_nginx(listen: SocketAddr, gateways: &[SocketAddr]) -> PathBuf {
+    nginx_config("nginx/nginx.conf", listen, gateways)
+}
+
+/// A committed nginx config for three local gateways (`file` under
+/// `deploy/`) listening on `listen` in front of `gateways`.
+fn nginx_config(file: &str, listen: SocketAddr, gateways: &[SocketAddr]) -> PathBuf {
     let mut replace = vec![("127.0.0.1:3000".to_owned(), listen.to_string())];
     for (i, gw) in gateways.iter().enumerate() {
         replace.push((format!("127.0.0.1:300{}", i + 1), gw.to_string()));
     }
-    nginx_prefix(&deploy("nginx/nginx.conf"), &replace)
+    nginx_prefix(&deploy(file), &replace)
 }
 
 fn nginx_test(prefix: &Path) {
@@ -118,6 +124,11 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 #[test]
 fn nginx_haproxy_and_nats_configs_pass_their_checks() {
     nginx_test(&local_nginx(
+        free_addr(),
+        &[free_addr(), free_addr(), free_addr()],
+    ));
+    nginx_test(&nginx_config(
+        "nginx/nginx-round-robin.conf",
         free_addr(),
         &[free_addr(), free_addr(), free_addr()],
     ));
@@ -339,4 +350,61 @@ async fn three_gateways_behind_nginx() {
     for w in workers {
         w.shutdown().await;
     }
+}
+
+/// Three gateways behind nginx round robin (no stickiness): polling
+/// clients' requests land on any gateway and are served by their
+/// session's owner over NATS. Every message of a round reaches every
+/// client, nobody is disconnected, and the gateways forwarded requests
+/// (so routing luck cannot pass it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_through_round_robin_nginx() {
+    npm_ci();
+    let server = NatsServer::start().expect("nats-server");
+    let url = server.url();
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let _gateways: Vec<Process> = addrs
+        .iter()
+        .map(|addr| {
+            let args = gateway_args(&url, *addr);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args)
+        })
+        .collect();
+    for addr in addrs {
+        ready(addr).await;
+    }
+    let worker = sio_demo::worker()
+        .start(connect(&server).await)
+        .await
+        .unwrap();
+    let listen = free_addr();
+    let prefix = nginx_config("nginx/nginx-round-robin.conf", listen, &addrs);
+    let child = Command::new(tool("nginx"))
+        .arg("-p")
+        .arg(&prefix)
+        .args(["-c", "nginx.conf", "-g", "daemon off;"])
+        .spawn()
+        .unwrap();
+    let _nginx = Nginx(child, prefix);
+    ready(listen).await;
+    let url = format!("http://{listen}");
+    let mut clients = Process::start_with(
+        "node",
+        &["tests/js/cluster-clients.js"],
+        &[
+            ("SIO_URLS", &url),
+            ("SIO_CLIENTS", "60"),
+            ("SIO_TRANSPORTS", "polling"),
+        ],
+    );
+    clients.expect("round 1 ok");
+    assert_eq!(clients.expect("disconnected"), "disconnected 0");
+    assert!(clients.success());
+    let mut forwarded = 0;
+    for addr in addrs {
+        forwarded += metric(addr, "sio_gateway_polls_forwarded_total").await;
+    }
+    assert!(forwarded > 0, "no request reached another gateway");
+    worker.shutdown().await;
 }

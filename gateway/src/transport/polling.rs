@@ -2,14 +2,20 @@
 //! client's packets; both are payloads of `\x1e`-separated packets.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sio_protocol::engineio::payload;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use sio_protocol::engineio::{ErrorCode, payload};
+use sio_protocol::envelope::{self, Command, CommandReply};
+use sio_protocol::id::Sid;
 
 use crate::client::Client;
-use crate::fault::Fault;
+use crate::config::{Transport, ms};
+use crate::fault::{Fault, engine_error};
 use crate::node::Node;
 
 /// Packets in one POST body, at most.
@@ -76,4 +82,84 @@ async fn read_and_handle(node: &Arc<Node>, client: &Arc<Client>, body: Body) -> 
         super::receive(node, client, packet).await;
     }
     ok("text/html", "ok".into())
+}
+
+/// How much longer than pingInterval a forwarded GET may take: the owner
+/// answers it by then (its ping releases it).
+const FORWARD_MARGIN: Duration = Duration::from_secs(5);
+
+/// A polling request for a session of another gateway (its sid names it):
+/// sent to the owner over `P.gw.<owner>` and answered with the owner's
+/// status and body. A gateway that is gone has no subscriber there, so the
+/// client hears "Session ID unknown" at once and reconnects.
+pub(crate) async fn forward(node: &Arc<Node>, sid: Sid, post: bool, body: Body) -> Response {
+    let body = match post {
+        true => match axum::body::to_bytes(body, node.config.max_http_buffer_size).await {
+            Ok(bytes) => bytes,
+            Err(_) => return Fault::PayloadTooLarge.response(),
+        },
+        false => Bytes::new(),
+    };
+    let Ok(command) = envelope::encode(&Command::Poll { sid, post, body }) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let wait = ms(node.config.ping_interval) + FORWARD_MARGIN;
+    let subject = node.subjects.gateway(sid.gateway());
+    node.metrics.polls_forwarded.inc();
+    let reply = node.bus.request(subject, command.into(), wait).await;
+    let reply = reply.map_err(|e| e.to_string()).and_then(|bytes| {
+        envelope::decode_owned::<CommandReply>(&bytes).map_err(|e| e.to_string())
+    });
+    match reply {
+        Ok(CommandReply::Polled {
+            status,
+            content_type,
+            body,
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Ok(_) | Err(_) => {
+            node.metrics.drop("forward_unanswered");
+            engine_error(ErrorCode::SessionIdUnknown)
+        }
+    }
+}
+
+/// The owner's side of [`forward`]: the request served as if it had come
+/// here, its answer sent back whole.
+pub(crate) fn forwarded(
+    node: Arc<Node>,
+    sid: Sid,
+    post: bool,
+    body: Bytes,
+) -> BoxFuture<'static, CommandReply> {
+    Box::pin(async move {
+        node.metrics.polls_served.inc();
+        let response = match node.registry.client(&sid) {
+            None => engine_error(ErrorCode::SessionIdUnknown),
+            Some(client) if client.session.state().transport != Transport::Polling => {
+                engine_error(ErrorCode::BadRequest)
+            }
+            Some(client) if post => self::post(&node, client, Body::from(body)).await,
+            Some(client) => get(&node, client).await,
+        };
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        // Bodies here are payloads the gateway made, bounded by the send
+        // queue.
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        CommandReply::Polled {
+            status,
+            content_type,
+            body,
+        }
+    })
 }

@@ -335,6 +335,14 @@ pub enum Command {
     /// same handling as an emit on a room subject (rooms, except, and once
     /// per socket by emit id).
     Broadcast(Emit),
+    /// A polling request for one of its sessions that reached another
+    /// gateway: a GET (`body` empty), or a POST with its body (at most
+    /// maxHttpBufferSize). Answered with [`CommandReply::Polled`].
+    Poll {
+        sid: crate::id::Sid,
+        post: bool,
+        body: Bytes,
+    },
 }
 
 /// What a [`Command::Socket`] asks of the socket.
@@ -378,6 +386,13 @@ pub enum CommandReply {
     Ack(AckReply),
     /// The client did not answer an emit-with-ack in time.
     AckTimeout,
+    /// The owner's answer to a [`Command::Poll`], as it would have sent
+    /// it to the client.
+    Polled {
+        status: u16,
+        content_type: String,
+        body: Bytes,
+    },
 }
 
 /// Which sockets a cluster operation applies to.
