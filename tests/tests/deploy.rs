@@ -139,17 +139,19 @@ fn nginx_haproxy_and_nats_configs_pass_their_checks() {
     }
     nginx_test(&nginx_prefix(&deploy("compose/nginx.conf"), &replace));
 
-    let out = Command::new(tool("haproxy"))
-        .args(["-c", "-f"])
-        .arg(deploy("haproxy/haproxy.cfg"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "haproxy -c: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for config in ["haproxy/haproxy.cfg", "haproxy/haproxy-round-robin.cfg"] {
+        let out = Command::new(tool("haproxy"))
+            .args(["-c", "-f"])
+            .arg(deploy(config))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "haproxy -c {config}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     let env = NatsServer::cluster_env(0, &[4222, 4223, 4224], &[6222, 6223, 6224]);
     let out = Command::new(NatsServer::binary().unwrap())
@@ -220,6 +222,9 @@ fn traefik_kubernetes_and_compose_files_hold_together() {
     assert!(env_names.contains(&"SIO_NATS"));
     let service = &find(&docs, "Service", "sio-gateway")["spec"];
     assert_eq!(service["sessionAffinity"], "ClientIP");
+    let any = &find(&docs, "Service", "sio-gateway-any")["spec"];
+    assert!(any.get("sessionAffinity").is_none(), "{any}");
+    assert_eq!(any["selector"], service["selector"]);
     let ingress = &find(&docs, "Ingress", "sio-gateway")["metadata"]["annotations"];
     assert_eq!(ingress["nginx.ingress.kubernetes.io/affinity"], "cookie");
     assert!(find(&docs, "Deployment", "sio-worker")["spec"]["replicas"].as_u64() >= Some(1));
