@@ -16,16 +16,12 @@
 //! bus down past `--event-timeout`, a client that asked for an ack gets
 //! the error ack of [`Unhandled`].
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sio_bus::{Message, Subscription};
 use sio_protocol::envelope::{self, AckReply, Delivery, EventReply};
 use sio_protocol::socketio::{Ack, Event, Kind, Packet};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::client::Client;
@@ -33,6 +29,7 @@ use crate::config::ms;
 use crate::fault::{Fault, Unhandled};
 use crate::node::Node;
 use crate::queue::{Job, Push};
+use crate::replies::Listener;
 use crate::socket::Socket;
 
 /// How often a no-responders answer is retried just after the bus came
@@ -40,84 +37,6 @@ use crate::socket::Socket;
 const SETTLE_RETRY: Duration = Duration::from_millis(100);
 /// The pause before a publish that failed is tried again.
 const PUBLISH_RETRY: Duration = Duration::from_millis(50);
-
-/// Answers to the events this gateway handed over: one subscription on
-/// `<inbox>.*`, each event listening on a token of its own.
-#[derive(Debug)]
-pub(crate) struct Replies {
-    inbox: String,
-    next: AtomicU64,
-    listening: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
-}
-
-/// One hand-over's reply subject and what arrives on it; stops listening
-/// when dropped.
-#[derive(Debug)]
-struct Listener {
-    replies: Arc<Replies>,
-    token: u64,
-    subject: String,
-    rx: mpsc::Receiver<Message>,
-}
-
-impl Replies {
-    pub(crate) fn new(inbox: String) -> Self {
-        Self {
-            inbox,
-            next: AtomicU64::new(0),
-            listening: Mutex::default(),
-        }
-    }
-
-    /// The subject this gateway's subscription covers.
-    pub(crate) fn subject(&self) -> String {
-        format!("{}.*", self.inbox)
-    }
-
-    fn listening(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<Message>>> {
-        self.listening.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn listen(self: &Arc<Self>) -> Listener {
-        let token = self.next.fetch_add(1, Ordering::Relaxed);
-        // A worker says at most an ack and a done per event handed over,
-        // and a renewal now and then; past that it is dropped and the
-        // lease decides. (The channel allocates as it fills.)
-        let (tx, rx) = mpsc::channel(2 * BATCH.jobs + 8);
-        self.listening().insert(token, tx);
-        Listener {
-            replies: self.clone(),
-            token,
-            subject: format!("{}.{token}", self.inbox),
-            rx,
-        }
-    }
-
-    fn route(&self, message: Message) {
-        let token = message
-            .subject
-            .rsplit('.')
-            .next()
-            .and_then(|t| t.parse().ok());
-        let Some(tx) = token.and_then(|t| self.listening().get(&t).cloned()) else {
-            return;
-        };
-        let _ = tx.try_send(message);
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.replies.listening().remove(&self.token);
-    }
-}
-
-/// Routes what arrives on the inbox until the bus closes.
-pub(crate) async fn serve(replies: Arc<Replies>, mut sub: Subscription) {
-    while let Some(message) = sub.next().await {
-        replies.route(message);
-    }
-}
 
 /// Keeps the node's view of the bus current, so that waiters wake when it
 /// comes back.
@@ -207,10 +126,10 @@ async fn drive(node: Arc<Node>, socket: Arc<Socket>, mut job: Job) {
     }
 }
 
-/// Most events handed over together: enough to spread a round trip to
-/// the workers over many events, small enough for one NATS message.
+/// Most handed over together: enough to spread a round trip to the
+/// workers over many events, small enough for one NATS message.
 const BATCH: crate::queue::Bounds = crate::queue::Bounds {
-    jobs: 64,
+    jobs: crate::replies::BATCH,
     bytes: 64 << 10,
 };
 

@@ -36,6 +36,7 @@ mod outbox;
 mod presence;
 mod queue;
 mod registry;
+mod replies;
 mod rooms;
 mod session;
 mod socket;
@@ -97,7 +98,7 @@ impl Gateway {
         let control = node.bus.subscribe(node.subjects.control()).await?;
         tokio::spawn(control::serve(weak.clone(), control));
         let replies = node.bus.subscribe(node.replies.subject()).await?;
-        tokio::spawn(event::serve(node.replies.clone(), replies));
+        tokio::spawn(replies::serve(node.replies.clone(), replies));
         tokio::spawn(event::watch(weak.clone()));
         node.bus.flush().await?;
         tokio::spawn(presence::announce(weak.clone(), address));

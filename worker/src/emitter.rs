@@ -178,7 +178,7 @@ impl Operators {
         for result in self.emitter.control(&request, self.timeout).await? {
             if let ControlResult::Sockets(sockets) = result {
                 found.extend(sockets.into_iter().map(|context| RemoteSocket {
-                    context: crate::socket::with_auth(context),
+                    context: with_auth(context),
                 }));
             }
         }
@@ -325,4 +325,13 @@ impl Operators {
         }
         Ok(())
     }
+}
+
+/// The handshake as socket.io shows it: the gateway sends no auth for a
+/// CONNECT without payload, where socket.io's `handshake.auth` is `{}`.
+pub(crate) fn with_auth(mut context: SocketContext) -> SocketContext {
+    if context.handshake.auth.is_none() {
+        context.handshake.auth = Some("{}".to_owned());
+    }
+    context
 }

@@ -13,7 +13,7 @@ use sio_protocol::socketio;
 
 use crate::Error;
 use crate::args::{self, RawArgs};
-use crate::emitter::{Emitter, Operators};
+use crate::emitter::{Emitter, Operators, with_auth};
 
 /// A client's socket in one namespace, as a handler sees it. Cheap to
 /// clone; it can be kept and used after the handler returned.
@@ -430,15 +430,6 @@ impl AckSlot {
             }
         }
     }
-}
-
-/// The handshake as socket.io shows it: the gateway sends no auth for a
-/// CONNECT without payload, where socket.io's `handshake.auth` is `{}`.
-pub(crate) fn with_auth(mut context: SocketContext) -> SocketContext {
-    if context.handshake.auth.is_none() {
-        context.handshake.auth = Some("{}".to_owned());
-    }
-    context
 }
 
 fn json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
