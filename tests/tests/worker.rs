@@ -96,6 +96,7 @@ async fn leases_late_acks_and_opting_out(kind: BusKind) {
     };
     let s = setup(kind, config).await;
     let runs = Arc::new(AtomicUsize::new(0));
+    let quick = Arc::new(AtomicUsize::new(0));
     let (release_tx, release) = tokio::sync::watch::channel(false);
     let mut worker = Worker::new();
     let counted = runs.clone();
@@ -116,6 +117,17 @@ async fn leases_late_acks_and_opting_out(kind: BusKind) {
             });
         })
         .on("fail", |_: Socket, ()| async move { Err::<(), _>("no") })
+        .on("quick", {
+            let counted = quick.clone();
+            move |socket: Socket, ()| {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    assert_eq!(socket.attempt(), 1);
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                }
+            }
+        })
         .on("wait", move |socket: Socket, ()| {
             let mut release = release.clone();
             async move {
@@ -138,11 +150,17 @@ async fn leases_late_acks_and_opting_out(kind: BusKind) {
     assert_eq!(runs.load(Ordering::Relaxed), 1, "handled once");
     ws.send(r#"422["later"]"#).await;
     assert_eq!(ws.text().await, r#"432["late"]"#);
+    // Quick handlers that together outlast the lease: renewed, not
+    // handed over again (each runs once, attempt 1).
+    for _ in 0..10 {
+        ws.send(r#"42["quick"]"#).await;
+    }
     ws.send(r#"423["fail"]"#).await;
     assert_eq!(
         ws.text().await,
         r#"433[{"code":"handler_failed","error":"the handler failed"}]"#
     );
+    assert_eq!(quick.load(Ordering::Relaxed), 10, "each quick one once");
     // "free" is learned as unordered from its first answer …
     ws.send(r#"424["free",false]"#).await;
     assert_eq!(ws.text().await, r#"434["free"]"#);

@@ -519,6 +519,9 @@ async fn event(message: &mut Message, handlers: &Namespace, emitter: Emitter) ->
     let mut outcomes = Vec::new();
     let mut first = 0;
     let mut panicked = None;
+    // One renewal clock for the whole run: a run of quick handlers that
+    // together outlast the lease renews it too.
+    let mut renew = held.as_ref().map(Held::renewals);
     for (index, event) in (0u32..).zip(&events.events) {
         let slot = held
             .as_ref()
@@ -546,7 +549,7 @@ async fn event(message: &mut Message, handlers: &Namespace, emitter: Emitter) ->
                     panicked = Some(panic);
                     Ok(())
                 }),
-            (Some(held), Ok(run)) => match held.run(run, slot.as_deref()).await {
+            (Some(held), Ok(run)) => match held.run(run, slot.as_deref(), renew.as_mut()).await {
                 Ok(result) => result,
                 Err(panic) => {
                     panicked = Some(panic);
@@ -594,17 +597,21 @@ struct Held<'a> {
 type Panic = Box<dyn std::any::Any + Send>;
 
 impl Held<'_> {
-    /// Runs one handler, renewing the lease and sending its ack as soon as
-    /// it is made and the handler waits.
+    /// A clock that ticks every third of the lease: two renewals may be
+    /// late or lost before the gateway gives the events to another worker.
+    fn renewals(&self) -> tokio::time::Interval {
+        let period = (self.lease / 3).max(Duration::from_millis(1));
+        tokio::time::interval_at(tokio::time::Instant::now() + period, period)
+    }
+
+    /// Runs one handler, renewing the lease on `renew`'s ticks and sending
+    /// its ack as soon as it is made and the handler waits.
     async fn run(
         &self,
         handler: BoxFuture<'static, Result<(), Error>>,
         slot: Option<&AckSlot>,
+        mut renew: Option<&mut tokio::time::Interval>,
     ) -> Result<Result<(), Error>, Panic> {
-        // A third of the lease: two renewals may be late or lost before
-        // the gateway gives the events to another worker.
-        let period = (self.lease / 3).max(Duration::from_millis(1));
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut handler = AssertUnwindSafe(handler).catch_unwind();
         loop {
             tokio::select! {
@@ -615,7 +622,7 @@ impl Held<'_> {
                         self.send(&EventReply::Ack { index, ack }).await;
                     }
                 }
-                _ = renew.tick(), if !self.lease.is_zero() => {
+                () = tick(renew.as_deref_mut()), if !self.lease.is_zero() => {
                     self.send(&EventReply::Working).await;
                 }
             }
@@ -644,6 +651,16 @@ impl Held<'_> {
         if let Err(error) = sent {
             tracing::warn!(error = %Chain(&error), "cannot answer the gateway");
         }
+    }
+}
+
+/// The next tick of the renewal clock; never without one.
+async fn tick(renew: Option<&mut tokio::time::Interval>) {
+    match renew {
+        Some(renew) => {
+            renew.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
