@@ -232,3 +232,26 @@ macro_rules! on_both_buses {
         }
     )*};
 }
+
+/// Installs the pinned client if it is not importable yet.
+pub fn python_client() {
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import socketio, websocket"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        let status = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-r",
+                "tests/python/requirements.txt",
+            ])
+            .current_dir(root())
+            .status()
+            .expect("python3 with pip is needed for the python-socketio suite");
+        assert!(status.success(), "pip install failed");
+    }
+}

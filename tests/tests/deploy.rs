@@ -18,7 +18,7 @@ use std::process::{Child, Command};
 
 use serde_json::Value;
 use sio_tests::NatsServer;
-use sio_tests::harness::{connect, node_suite, npm_ci, root};
+use sio_tests::harness::{connect, node_suite, npm_ci, python_client, root, run_program};
 use sio_tests::process::{Process, free_addr, gateway_args, ready};
 use sio_tests::raw::metric;
 
@@ -360,8 +360,9 @@ async fn three_gateways_behind_nginx() {
 /// Three gateways behind nginx round robin (no stickiness): polling
 /// clients' requests land on any gateway and are served by their
 /// session's owner over NATS. Every message of a round reaches every
-/// client, nobody is disconnected, and the gateways forwarded requests
-/// (so routing luck cannot pass it).
+/// client, nobody is disconnected, python-socketio's suite passes over
+/// polling and websocket, and the gateways forwarded requests (so routing
+/// luck cannot pass it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_through_round_robin_nginx() {
     npm_ci();
@@ -406,6 +407,16 @@ async fn polling_through_round_robin_nginx() {
     clients.expect("round 1 ok");
     assert_eq!(clients.expect("disconnected"), "disconnected 0");
     assert!(clients.success());
+    // A second client implementation through the same balancer, over
+    // polling and over websocket.
+    python_client();
+    let report = run_program(
+        "python3",
+        &["tests/python/client_suite.py"],
+        &[("SIO_URL", &url)],
+    )
+    .await;
+    assert!(report.contains("6 passed, 0 failed"), "{report}");
     let mut forwarded = 0;
     for addr in addrs {
         forwarded += metric(addr, "sio_gateway_polls_forwarded_total").await;

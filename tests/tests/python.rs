@@ -8,33 +8,8 @@
     clippy::indexing_slicing
 )]
 
-use std::process::Command;
-
-use sio_tests::harness::{demo_config, root, run_program};
+use sio_tests::harness::{demo_config, python_client, run_program};
 use sio_tests::{BusKind, TestGateway};
-
-/// Installs the pinned client if it is not importable yet.
-fn python_client() {
-    let present = Command::new("python3")
-        .args(["-c", "import socketio, websocket"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !present {
-        let status = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "-r",
-                "tests/python/requirements.txt",
-            ])
-            .current_dir(root())
-            .status()
-            .expect("python3 with pip is needed for the python-socketio suite");
-        assert!(status.success(), "pip install failed");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_socketio_client() {
