@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 pub(crate) const BATCH: usize = 64;
 
 /// Answers to the events this gateway handed over: one subscription on
-/// `<inbox>.*`, each event listening on a token of its own.
+/// `<inbox>.*`, each hand-over listening on a token of its own.
 #[derive(Debug)]
 pub(crate) struct Replies {
     inbox: String,
