@@ -3,7 +3,7 @@
 //! for a client or a socket, end a session for a fault, take a socket out,
 //! publish within bounds.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub(crate) struct Node {
     /// The bus as last seen, and since when it is back.
     seen: tokio::sync::watch::Sender<Seen>,
     /// Events the workers said may run out of order, by namespace.
-    unordered: Mutex<HashSet<(String, String)>>,
+    unordered: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,15 +119,19 @@ impl Node {
             .is_some_and(|t| t.elapsed() < SETTLE)
     }
 
+    /// Looked up per client event, without allocating.
     pub(crate) fn is_unordered(&self, ns: &str, event: &str) -> bool {
-        let set = self.unordered.lock().unwrap_or_else(|e| e.into_inner());
-        !set.is_empty() && set.contains(&(ns.to_owned(), event.to_owned()))
+        let known = self.unordered.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(ns).is_some_and(|events| events.contains(event))
     }
 
     pub(crate) fn learn_unordered(&self, ns: &str, event: &str) {
-        let mut set = self.unordered.lock().unwrap_or_else(|e| e.into_inner());
-        if set.len() < MAX_UNORDERED {
-            set.insert((ns.to_owned(), event.to_owned()));
+        let mut known = self.unordered.lock().unwrap_or_else(|e| e.into_inner());
+        if known.values().map(HashSet::len).sum::<usize>() < MAX_UNORDERED {
+            known
+                .entry(ns.to_owned())
+                .or_default()
+                .insert(event.to_owned());
         }
     }
 

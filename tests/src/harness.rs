@@ -234,7 +234,7 @@ macro_rules! on_both_buses {
 }
 
 /// Installs the pinned client if it is not importable yet.
-pub fn python_client() {
+fn python_client() {
     let present = std::process::Command::new("python3")
         .args(["-c", "import socketio, websocket"])
         .status()
@@ -254,4 +254,18 @@ pub fn python_client() {
             .expect("python3 with pip is needed for the python-socketio suite");
         assert!(status.success(), "pip install failed");
     }
+}
+
+/// python-socketio's suite (`tests/python/client_suite.py`) against the
+/// demo apps at `url`, installing the pinned client first; every case
+/// must pass.
+pub async fn python_suite(url: &str) {
+    python_client();
+    let report = run_program(
+        "python3",
+        &["tests/python/client_suite.py"],
+        &[("SIO_URL", url)],
+    )
+    .await;
+    assert!(report.contains("6 passed, 0 failed"), "{report}");
 }

@@ -18,7 +18,7 @@ use std::process::{Child, Command};
 
 use serde_json::Value;
 use sio_tests::NatsServer;
-use sio_tests::harness::{connect, node_suite, npm_ci, python_client, root, run_program};
+use sio_tests::harness::{connect, node_suite, npm_ci, python_suite, root};
 use sio_tests::process::{Process, free_addr, gateway_args, ready};
 use sio_tests::raw::metric;
 
@@ -94,6 +94,37 @@ impl Drop for Nginx {
         let _ = self.0.wait();
         let _ = std::fs::remove_dir_all(&self.1);
     }
+}
+
+/// Three `sio-gateway` processes on `nats`, ready; `None` once killed.
+async fn three_gateways(nats: &str) -> ([SocketAddr; 3], Vec<Option<Process>>) {
+    let addrs = [free_addr(), free_addr(), free_addr()];
+    let gateways = addrs
+        .iter()
+        .map(|addr| {
+            let args = gateway_args(nats, *addr);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Some(Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args))
+        })
+        .collect();
+    for addr in addrs {
+        ready(addr).await;
+    }
+    (addrs, gateways)
+}
+
+/// nginx serving the config in `prefix` on `listen`, up once it reaches a
+/// ready gateway.
+async fn start_nginx(prefix: PathBuf, listen: SocketAddr) -> Nginx {
+    let child = Command::new(tool("nginx"))
+        .arg("-p")
+        .arg(&prefix)
+        .args(["-c", "nginx.conf", "-g", "daemon off;"])
+        .spawn()
+        .unwrap();
+    let nginx = Nginx(child, prefix);
+    ready(listen).await;
+    nginx
 }
 
 /// Every document of a YAML file, as JSON (PyYAML does the parsing: the
@@ -287,19 +318,7 @@ const SOURCES: &str = "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0
 async fn three_gateways_behind_nginx() {
     npm_ci();
     let server = NatsServer::start().expect("nats-server");
-    let url = server.url();
-    let addrs = [free_addr(), free_addr(), free_addr()];
-    let mut gateways: Vec<Option<Process>> = addrs
-        .iter()
-        .map(|addr| {
-            let args = gateway_args(&url, *addr);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Some(Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args))
-        })
-        .collect();
-    for addr in addrs {
-        ready(addr).await;
-    }
+    let (addrs, mut gateways) = three_gateways(&server.url()).await;
     let mut workers = Vec::new();
     for _ in 0..2 {
         workers.push(
@@ -310,16 +329,7 @@ async fn three_gateways_behind_nginx() {
         );
     }
     let listen = free_addr();
-    let prefix = local_nginx(listen, &addrs);
-    let child = Command::new(tool("nginx"))
-        .arg("-p")
-        .arg(&prefix)
-        .args(["-c", "nginx.conf", "-g", "daemon off;"])
-        .spawn()
-        .unwrap();
-    let _nginx = Nginx(child, prefix);
-    // Up once nginx reaches a ready gateway.
-    ready(listen).await;
+    let _nginx = start_nginx(local_nginx(listen, &addrs), listen).await;
     let url = format!("http://{listen}");
     node_suite("tests/js/", &url, &[]).await;
 
@@ -367,33 +377,14 @@ async fn three_gateways_behind_nginx() {
 async fn polling_through_round_robin_nginx() {
     npm_ci();
     let server = NatsServer::start().expect("nats-server");
-    let url = server.url();
-    let addrs = [free_addr(), free_addr(), free_addr()];
-    let _gateways: Vec<Process> = addrs
-        .iter()
-        .map(|addr| {
-            let args = gateway_args(&url, *addr);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args)
-        })
-        .collect();
-    for addr in addrs {
-        ready(addr).await;
-    }
+    let (addrs, _gateways) = three_gateways(&server.url()).await;
     let worker = sio_demo::worker()
         .start(connect(&server).await)
         .await
         .unwrap();
     let listen = free_addr();
-    let prefix = nginx_config("nginx/nginx-round-robin.conf", listen, &addrs);
-    let child = Command::new(tool("nginx"))
-        .arg("-p")
-        .arg(&prefix)
-        .args(["-c", "nginx.conf", "-g", "daemon off;"])
-        .spawn()
-        .unwrap();
-    let _nginx = Nginx(child, prefix);
-    ready(listen).await;
+    let config = nginx_config("nginx/nginx-round-robin.conf", listen, &addrs);
+    let _nginx = start_nginx(config, listen).await;
     let url = format!("http://{listen}");
     let mut clients = Process::start_with(
         "node",
@@ -409,14 +400,7 @@ async fn polling_through_round_robin_nginx() {
     assert!(clients.success());
     // A second client implementation through the same balancer, over
     // polling and over websocket.
-    python_client();
-    let report = run_program(
-        "python3",
-        &["tests/python/client_suite.py"],
-        &[("SIO_URL", &url)],
-    )
-    .await;
-    assert!(report.contains("6 passed, 0 failed"), "{report}");
+    python_suite(&url).await;
     let mut forwarded = 0;
     for addr in addrs {
         forwarded += metric(addr, "sio_gateway_polls_forwarded_total").await;
