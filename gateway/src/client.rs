@@ -33,6 +33,8 @@ pub(crate) struct Client {
     handshake: EncodedHandshake,
     /// Client events waiting for a worker's ack.
     asking: AtomicUsize,
+    /// The gateway this session is being handed over to.
+    pub(crate) moving: std::sync::OnceLock<GatewayId>,
     state: Mutex<State>,
 }
 
@@ -95,6 +97,7 @@ impl Client {
             _address: address,
             handshake,
             asking: AtomicUsize::new(0),
+            moving: std::sync::OnceLock::new(),
             state: Mutex::new(State {
                 decoder,
                 sockets: HashMap::new(),
@@ -220,6 +223,24 @@ impl Client {
             Some(s) if Arc::ptr_eq(s, socket) => state.sockets.remove(&socket.ns).is_some(),
             _ => false,
         }
+    }
+
+    /// What it sent when it opened the session.
+    pub(crate) fn handshake(&self) -> &EncodedHandshake {
+        &self.handshake
+    }
+
+    /// Nothing of it waits for the workers: no connect being decided, no
+    /// event queued or handled, no ack awaited.
+    pub(crate) fn is_settled(&self) -> bool {
+        let state = self.state();
+        state.connecting.is_empty()
+            && self.asking.load(Ordering::Acquire) == 0
+            && state.sockets.values().all(|s| s.is_idle())
+    }
+
+    pub(crate) fn socket(&self, ns: &str) -> Option<Arc<Socket>> {
+        self.state().sockets.get(ns).cloned()
     }
 
     pub(crate) fn sockets(&self) -> Vec<Arc<Socket>> {

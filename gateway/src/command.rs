@@ -1,27 +1,26 @@
 //! `P.gw.<gateway-id>`: commands for this gateway's sockets (emit, emit
-//! with ack, join, leave, disconnect, set data) and broadcasts that target
-//! some of them by socket id.
+//! with ack, join, leave, disconnect, set data), broadcasts that target
+//! some of them by socket id, polling requests and hand-overs of its
+//! sessions. Commands for sockets it handed over go on to their gateway.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 
-use sio_protocol::envelope::{self, AckReply, Command, CommandReply, SocketCommand};
-use sio_protocol::id::Sid;
+use futures_util::future::BoxFuture;
+use sio_bus::Message;
+use sio_protocol::envelope::{self, AckReply, Command, CommandReply, Emit, SocketCommand};
+use sio_protocol::id::{GatewayId, Sid, SocketId};
 use sio_protocol::socketio::{Event, Kind, Packet};
 use tokio::sync::oneshot;
 
 use crate::config::ms;
-use crate::delivery;
 use crate::node::Node;
 use crate::socket::{self, Socket};
+use crate::{delivery, handover};
 
 /// Serves a polling request forwarded by another gateway (the transport
 /// layer's, handed in so that this file need not reach up to it).
-pub(crate) type Poll = fn(
-    Arc<Node>,
-    Sid,
-    bool,
-    bytes::Bytes,
-) -> futures_util::future::BoxFuture<'static, CommandReply>;
+pub(crate) type Poll = fn(Arc<Node>, Sid, bool, bytes::Bytes) -> BoxFuture<'static, CommandReply>;
 
 /// Serves `P.gw.<id>` until the bus goes away.
 pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll: Poll) {
@@ -37,47 +36,76 @@ pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll
                 continue;
             }
         };
-        // Emits are served in order; anything that waits runs on its own.
-        let waits = matches!(
-            command,
-            Command::Socket {
-                action: SocketCommand::EmitWithAck { .. } | SocketCommand::Join { .. },
-                ..
-            } | Command::Poll { .. }
-        );
-        let serve = async move {
-            let reply = match command {
-                Command::Poll { sid, post, body } => poll(node.clone(), sid, post, body).await,
-                command => on_command(&node, command).await,
-            };
-            if let (Some(to), Ok(bytes)) = (message.reply, envelope::encode(&reply)) {
-                node.publish(to, bytes.into()).await;
+        // Applied here, in order (a hand-over relies on it: whatever came
+        // before its release was applied to the sockets it moves); what
+        // then waits runs on its own.
+        match apply(&node, command, &message, poll) {
+            Applied::Reply(reply) => answer(&node, message.reply, reply).await,
+            Applied::Wait(wait) => {
+                tokio::spawn(async move {
+                    let reply = wait.await;
+                    answer(&node, message.reply, reply).await;
+                });
             }
-        };
-        if waits {
-            tokio::spawn(serve);
-        } else {
-            serve.await;
+            Applied::Forwarded => {}
         }
     }
 }
 
-async fn on_command(node: &Arc<Node>, command: Command) -> CommandReply {
-    let (socket, action) = match command {
+/// What became of a command.
+enum Applied {
+    Reply(CommandReply),
+    /// The reply comes once this resolves.
+    Wait(BoxFuture<'static, CommandReply>),
+    /// It was for a socket handed over to another gateway: that one got
+    /// the command as it came, and answers it.
+    Forwarded,
+}
+
+async fn answer(node: &Node, to: Option<String>, reply: CommandReply) {
+    if let (Some(to), Ok(bytes)) = (to, envelope::encode(&reply)) {
+        node.publish(to, bytes.into()).await;
+    }
+}
+
+fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Poll) -> Applied {
+    let (id, action) = match command {
         Command::Broadcast(emit) => {
             delivery::deliver_emit(node, &emit);
-            return CommandReply::Done;
+            forward_broadcast(node, &emit, message);
+            return Applied::Reply(CommandReply::Done);
         }
         Command::Socket { socket, action } => (socket, action),
-        Command::Poll { .. } => return CommandReply::UnknownSocket,
+        Command::Poll { sid, post, body } => {
+            return Applied::Wait(poll(node.clone(), sid, post, body));
+        }
+        Command::Probe { sid } => return Applied::Reply(handover::probe(node, sid)),
+        Command::Probed { sid } => {
+            handover::probed(node, sid);
+            return Applied::Reply(CommandReply::Done);
+        }
+        Command::Unprobe { sid } => {
+            handover::unprobe(node, sid);
+            return Applied::Reply(CommandReply::Done);
+        }
+        Command::HandOver { sid, to } => {
+            return Applied::Wait(Box::pin(handover::give(node.clone(), sid, to)));
+        }
+        Command::Release { sid } => {
+            return Applied::Wait(Box::pin(handover::release(node.clone(), sid)));
+        }
     };
-    let Some(socket) = node.registry.socket(&socket) else {
-        return CommandReply::UnknownSocket;
+    let Some(socket) = node.registry.socket(&id) else {
+        if let Some(to) = node.registry.moved_to(&id) {
+            forward(node, to, message);
+            return Applied::Forwarded;
+        }
+        return Applied::Reply(CommandReply::UnknownSocket);
     };
     match action {
         SocketCommand::Emit { volatile, packet } => {
             if let Some(frames) = delivery::packet_frames(node, &packet) {
-                delivery::deliver(node, &socket, &frames, volatile);
+                delivery::deliver(node, &socket, None, &frames, volatile);
             }
         }
         SocketCommand::EmitWithAck {
@@ -86,22 +114,61 @@ async fn on_command(node: &Arc<Node>, command: Command) -> CommandReply {
             timeout_ms,
         } => {
             let Some((id, answer)) = emit_with_ack(node, &socket, &data, &attachments) else {
-                return CommandReply::Done;
+                return Applied::Reply(CommandReply::Done);
             };
-            return match tokio::time::timeout(ms(timeout_ms), answer).await {
-                Ok(Ok(reply)) => CommandReply::Ack(reply),
-                _ => {
-                    socket.forget_ack(id);
-                    CommandReply::AckTimeout
+            return Applied::Wait(Box::pin(async move {
+                match tokio::time::timeout(ms(timeout_ms), answer).await {
+                    Ok(Ok(reply)) => CommandReply::Ack(reply),
+                    _ => {
+                        socket.forget_ack(id);
+                        CommandReply::AckTimeout
+                    }
                 }
-            };
+            }));
         }
-        SocketCommand::Join { rooms } => delivery::join(node, &socket, &rooms).await,
+        SocketCommand::Join { rooms } => {
+            let ready = delivery::join(node, &socket, &rooms);
+            return Applied::Wait(Box::pin(async move {
+                ready.await;
+                CommandReply::Done
+            }));
+        }
         SocketCommand::Leave { rooms } => node.registry.leave(&socket, &rooms),
         SocketCommand::Disconnect { close } => node.disconnect(&socket, close),
         SocketCommand::SetData { data } => socket.set_data(data),
     }
-    CommandReply::Done
+    Applied::Reply(CommandReply::Done)
+}
+
+/// Sends a command, as it came, to the gateway a socket was handed to.
+fn forward(node: &Arc<Node>, to: GatewayId, message: &Message) {
+    let subject = node.subjects.gateway(to);
+    let payload = message.payload.clone();
+    let reply = message.reply.clone();
+    let node = node.clone();
+    tokio::spawn(async move {
+        let sent = match reply {
+            Some(reply) => node.bus.publish_with_reply(subject, reply, payload).await,
+            None => node.bus.publish(subject, payload).await,
+        };
+        if sent.is_err() {
+            node.metrics.drop("bus_unavailable");
+        }
+    });
+}
+
+/// A broadcast that targets sockets handed over by id goes on to their
+/// gateways (each drops a second copy by emit id).
+fn forward_broadcast(node: &Arc<Node>, emit: &Emit, message: &Message) {
+    let owners: BTreeSet<GatewayId> = emit
+        .rooms
+        .iter()
+        .filter_map(|room| room.parse::<SocketId>().ok())
+        .filter_map(|socket| node.registry.moved_to(&socket))
+        .collect();
+    for to in owners {
+        forward(node, to, message);
+    }
 }
 
 /// Sends a socket an event that asks for an ack; `None` (counted) if the

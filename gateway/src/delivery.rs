@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use axum::extract::ws::Utf8Bytes;
 use sio_protocol::engineio;
-use sio_protocol::envelope::{Emit, EncodedPacket};
+use sio_protocol::envelope::{Emit, EmitId, EncodedPacket};
 use tokio::sync::watch;
 
 use crate::node::Node;
@@ -80,6 +82,9 @@ fn on_emit(node: &Arc<Node>, payload: &bytes::Bytes) {
 /// Delivers an emit to its local recipients, once per socket even when it
 /// reached this gateway on several subjects.
 pub(crate) fn deliver_emit(node: &Arc<Node>, emit: &Emit) {
+    if node.registry.marker(emit.id) {
+        return;
+    }
     if emit.rooms.len() > 1 && !node.registry.first_sight(emit.id) {
         return;
     }
@@ -87,19 +92,43 @@ pub(crate) fn deliver_emit(node: &Arc<Node>, emit: &Emit) {
         return;
     };
     for socket in node.registry.select(&emit.ns, &emit.rooms, &emit.except) {
-        deliver(node, &socket, &frames, emit.volatile);
+        deliver(node, &socket, Some(emit.id), &frames, emit.volatile);
     }
 }
 
 /// Queues an emit's frames for one socket. A volatile emit is dropped for
 /// a client that still has packets waiting.
-pub(crate) fn deliver(node: &Arc<Node>, socket: &Socket, frames: &[Frame], volatile: bool) {
+pub(crate) fn deliver(
+    node: &Arc<Node>,
+    socket: &Socket,
+    emit: Option<EmitId>,
+    frames: &[Frame],
+    volatile: bool,
+) {
     if volatile && !socket.session.outbox.is_empty() {
         node.metrics.drop("volatile");
         return;
     }
-    node.send_to(socket, frames);
+    node.send_emit(socket, emit, frames);
     node.metrics.emits_delivered.inc();
+}
+
+/// An emit that reaches nobody, to learn when this gateway has heard
+/// everything the bus routed to it on a subject before: it comes back
+/// behind all of it ([`crate::registry::Registry::marker`]).
+pub(crate) fn marker(ns: &str) -> Option<(EmitId, Bytes)> {
+    let id = EmitId::random().ok()?;
+    let emit = Emit {
+        id,
+        ns: ns.to_owned(),
+        // A room nobody is in.
+        rooms: vec![format!("\0marker {}", id.0)],
+        except: Vec::new(),
+        volatile: true,
+        packet: EncodedPacket::from_text("2[\"marker\"]", Vec::new()),
+    };
+    let bytes = sio_protocol::envelope::encode(&emit).ok()?;
+    Some((id, bytes.into()))
 }
 
 /// The Engine.IO frames of a packet a worker encoded, sharing its bytes;

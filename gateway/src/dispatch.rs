@@ -128,7 +128,12 @@ async fn establish(
     let reply = serde_json::json!({ "sid": socket.id.to_string() }).to_string();
     let reply = Packet::new(socket.ns.clone(), Kind::Connect(Some(reply.into())));
     let frames = socket::frames(&reply);
-    node.send(&socket.session, frames.into_iter().chain(socket.release()));
+    node.send(
+        &socket.session,
+        frames
+            .into_iter()
+            .chain(socket.release(&Default::default())),
+    );
     // While the bus is away the subscriptions wait for it, not the client.
     if node.bus_ready(tokio::time::Instant::now()).await {
         ready.await;

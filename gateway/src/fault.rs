@@ -42,13 +42,15 @@ pub(crate) enum Fault {
     Forced,
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("handed over to the gateway that holds its websocket")]
+    HandedOver,
 }
 
 impl Fault {
     /// The reason socket.io reports to the workers' disconnect handlers.
     pub(crate) const fn reason(self) -> DisconnectReason {
         match self {
-            Self::ClientClose | Self::ConnectionLost | Self::ConnectTimeout => {
+            Self::ClientClose | Self::ConnectionLost | Self::ConnectTimeout | Self::HandedOver => {
                 DisconnectReason::TransportClose
             }
             Self::Websocket

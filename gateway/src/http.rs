@@ -20,6 +20,7 @@ use sio_protocol::socketio::Decoder;
 use crate::client::Client;
 use crate::config::Transport;
 use crate::fault::engine_error;
+use crate::handover;
 use crate::node::Node;
 use crate::outbox::{Frame, Outbox};
 use crate::session::Session;
@@ -139,6 +140,20 @@ async fn route(shared: &Arc<Node>, peer: SocketAddr, request: Request) -> Respon
                         _ => engine_error(ErrorCode::BadRequest),
                     }
                 }
+                // Its upgrade: the session moves here.
+                // A draining gateway takes none over: the client goes on
+                // polling where it is.
+                Some(sid) if sid.gateway() != shared.id => match upgrade {
+                    Some(_) if shared.is_draining() => {
+                        StatusCode::SERVICE_UNAVAILABLE.into_response()
+                    }
+                    Some(ws) if handover::ask(shared, sid).await => {
+                        let shared = shared.clone();
+                        configure(&shared, ws).on_upgrade(move |ws| handover::take(shared, sid, ws))
+                    }
+                    Some(_) => engine_error(ErrorCode::SessionIdUnknown),
+                    None => engine_error(ErrorCode::BadRequest),
+                },
                 _ => engine_error(ErrorCode::SessionIdUnknown),
             };
         };

@@ -27,6 +27,7 @@ mod delivery;
 mod dispatch;
 mod event;
 mod fault;
+mod handover;
 mod heartbeat;
 mod http;
 pub mod logging;

@@ -50,6 +50,8 @@ pub(crate) struct Metrics {
     pub(crate) redeliveries: Counter,
     pub(crate) polls_forwarded: Counter,
     pub(crate) polls_served: Counter,
+    pub(crate) sessions_taken: Counter,
+    pub(crate) sessions_given: Counter,
     pub(crate) tcp_connections: Family<ListenerLabel, Gauge>,
     pub(crate) accept_errors: Family<ReasonLabel, Counter>,
 }
@@ -75,6 +77,8 @@ impl Default for Metrics {
             redeliveries: Counter::default(),
             polls_forwarded: Counter::default(),
             polls_served: Counter::default(),
+            sessions_taken: Counter::default(),
+            sessions_given: Counter::default(),
             tcp_connections: Family::default(),
             accept_errors: Family::default(),
             registry: Registry::default(),
@@ -155,6 +159,16 @@ impl Default for Metrics {
             "polls_served",
             "Polling requests forwarded by another gateway and served here for its client",
             m.polls_served.clone(),
+        );
+        registry.register(
+            "sessions_taken_over",
+            "Sessions of another gateway whose websocket upgrade reached this one, handed over to it",
+            m.sessions_taken.clone(),
+        );
+        registry.register(
+            "sessions_handed_over",
+            "Sessions of this gateway handed over to the gateway that holds their websocket",
+            m.sessions_given.clone(),
         );
         Self { registry, ..m }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sio_bus::{Bus, State};
-use sio_protocol::envelope::DisconnectReason;
+use sio_protocol::envelope::{DisconnectReason, EmitId};
 use sio_protocol::id::GatewayId;
 use sio_protocol::socketio::{Kind, Packet};
 use sio_protocol::subject::Subjects;
@@ -226,7 +226,18 @@ impl Node {
     /// Sends to one socket, holding frames back while its connect is
     /// pending.
     pub(crate) fn send_to(self: &Arc<Self>, socket: &Socket, frames: &[Frame]) {
-        match socket.hold(frames, self.config.send_queue_packets) {
+        self.send_emit(socket, None, frames);
+    }
+
+    /// [`Node::send_to`] for the frames of an emit, which a hand-over
+    /// tells apart by id.
+    pub(crate) fn send_emit(
+        self: &Arc<Self>,
+        socket: &Socket,
+        emit: Option<EmitId>,
+        frames: &[Frame],
+    ) {
+        match socket.hold(emit, frames, self.config.send_queue_packets) {
             Hold::Send => self.send(&socket.session, frames.iter().cloned()),
             Hold::Held => {}
             Hold::Overflow => self.metrics.drop("pending_overflow"),
@@ -268,6 +279,32 @@ impl Node {
                 // event that raced the disconnect has no client to answer).
                 while socket.next_job().is_some() {}
             });
+        }
+    }
+
+    /// Lets a session go to the gateway `to` that took it over: its
+    /// sockets leave this gateway's registry and rooms without a
+    /// disconnect (they live on at `to`), and `P.gw` commands for them are
+    /// forwarded there from now on. The session's queue stays for the
+    /// caller to take; its transports are done.
+    pub(crate) fn hand_off(self: &Arc<Self>, client: &Client, to: GatewayId) {
+        for socket in client.sockets() {
+            if !client.remove(&socket) || !socket.leave() {
+                continue;
+            }
+            self.registry.moved(socket.id, to);
+            self.registry.remove_socket(&socket.id);
+            socket.forget_acks();
+            self.registry.unindex(&socket);
+            self.metrics
+                .socket_left(crate::client::namespace_label(&self.config, &socket.ns));
+        }
+        if self.registry.remove_client(&client.session.sid).is_some() {
+            self.metrics.sessions.dec();
+            // Counted as polling until the end: it never served a
+            // websocket here.
+            self.metrics.connection(Transport::Polling.as_str(), -1);
+            self.metrics.sessions_given.inc();
         }
     }
 

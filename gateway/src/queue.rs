@@ -104,6 +104,11 @@ impl Queue {
         }
     }
 
+    /// Nothing is being handled and nothing waits.
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.busy && self.waiting.is_empty()
+    }
+
     /// The job after the one just handled; `None` (and idle) when there is
     /// none.
     pub(crate) fn next(&mut self) -> Option<Job> {

@@ -1,14 +1,16 @@
 //! What lives on this gateway: the clients by sid, the sockets by id and
 //! the room index, plus the ids of recent emits (to drop the copies of an
-//! emit that reached it on several subjects). Everything else uses it; it
-//! uses nothing above it.
+//! emit that reached it on several subjects), the sockets handed over to
+//! other gateways, and the markers of hand-overs on their way back.
+//! Everything else uses it; it uses nothing above it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sio_protocol::envelope::EmitId;
-use sio_protocol::id::{Sid, SocketId};
-use tokio::sync::watch;
+use sio_protocol::id::{GatewayId, Sid, SocketId};
+use tokio::sync::{oneshot, watch};
 
 use crate::client::Client;
 use crate::rooms::{RoomIndex, Subscribe};
@@ -23,7 +25,15 @@ pub(crate) struct Registry {
     sockets: Mutex<HashMap<SocketId, Arc<Socket>>>,
     rooms: Mutex<RoomIndex>,
     recent: Mutex<Recent>,
+    moved: Mutex<Moved>,
+    markers: Mutex<HashMap<EmitId, oneshot::Sender<()>>>,
+    /// How many markers are awaited: an emit looks them up only then.
+    awaited: AtomicUsize,
 }
+
+/// Sockets handed over, remembered (at most this many, the oldest
+/// forgotten first) to forward what reaches them here.
+const MOVED_SOCKETS: usize = 65_536;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -118,6 +128,48 @@ impl Registry {
     pub(crate) fn first_sight(&self, id: EmitId) -> bool {
         lock(&self.recent).first(id)
     }
+
+    /// The socket now lives on `to`.
+    pub(crate) fn moved(&self, socket: SocketId, to: GatewayId) {
+        lock(&self.moved).insert(socket, to);
+    }
+
+    /// Where a socket that was handed over lives now.
+    pub(crate) fn moved_to(&self, socket: &SocketId) -> Option<GatewayId> {
+        lock(&self.moved).to.get(socket).copied()
+    }
+
+    /// Resolves when an emit with `id` comes through this gateway's
+    /// subscriptions ([`Registry::marker`]).
+    pub(crate) fn await_marker(&self, id: EmitId) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.markers).insert(id, tx);
+        self.awaited.fetch_add(1, Ordering::AcqRel);
+        rx
+    }
+
+    /// True (and its waiter told) if the emit is an awaited marker.
+    pub(crate) fn marker(&self, id: EmitId) -> bool {
+        if self.awaited.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let Some(tx) = lock(&self.markers).remove(&id) else {
+            return false;
+        };
+        self.awaited.fetch_sub(1, Ordering::AcqRel);
+        let _ = tx.send(());
+        true
+    }
+
+    /// Stops waiting for markers that did not come back.
+    pub(crate) fn forget_markers(&self, ids: &[EmitId]) {
+        let mut markers = lock(&self.markers);
+        for id in ids {
+            if markers.remove(id).is_some() {
+                self.awaited.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -138,6 +190,25 @@ impl Recent {
             }
         }
         true
+    }
+}
+
+#[derive(Debug, Default)]
+struct Moved {
+    to: HashMap<SocketId, GatewayId>,
+    order: VecDeque<SocketId>,
+}
+
+impl Moved {
+    fn insert(&mut self, socket: SocketId, to: GatewayId) {
+        if self.to.insert(socket, to).is_none() {
+            self.order.push_back(socket);
+        }
+        if self.order.len() > MOVED_SOCKETS {
+            if let Some(old) = self.order.pop_front() {
+                self.to.remove(&old);
+            }
+        }
     }
 }
 

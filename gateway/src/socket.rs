@@ -3,13 +3,13 @@
 //! connect is decided, its events on their way to the workers, and the
 //! server emits waiting for its acks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sio_protocol::envelope::{
-    self, AckReply, Delivery, DisconnectReason, EncodedContext, EncodedHandshake, SocketContext,
-    SocketState,
+    self, AckReply, Delivery, DisconnectReason, EmitId, EncodedContext, EncodedHandshake,
+    MovingSocket, SocketContext, SocketState,
 };
 use sio_protocol::id::SocketId;
 use sio_protocol::socketio::{Ack, Packet};
@@ -38,9 +38,14 @@ struct Inner {
     /// The context every envelope about this socket carries; the one copy
     /// of its auth, data and rooms.
     context: EncodedContext,
-    /// Frames emitted while the workers decide on the connect; sent right
-    /// after the CONNECT reply, never before it.
-    pending: Option<Vec<Frame>>,
+    /// Frames emitted while the workers decide on the connect, or while
+    /// the socket is handed over to this gateway, with the emit each came
+    /// from; sent right after the CONNECT reply (or the hand-over), never
+    /// before it.
+    pending: Option<Vec<(Option<EmitId>, Frame)>>,
+    /// While the socket is handed over to another gateway: the emits
+    /// queued for it since (that gateway drops its own copies of these).
+    leaving: Option<Vec<EmitId>>,
     /// Server emits waiting for the client's ack, by ack id.
     acks: HashMap<u64, oneshot::Sender<AckReply>>,
 }
@@ -79,6 +84,7 @@ impl Socket {
             inner: Mutex::new(Inner {
                 context,
                 pending: pending.then(Vec::new),
+                leaving: None,
                 acks: HashMap::new(),
             }),
             queue: Mutex::default(),
@@ -217,22 +223,57 @@ impl Socket {
             .unwrap_or_default()
     }
 
-    /// Holds `frames` back while the connect is pending (at most `limit`).
-    pub(crate) fn hold(&self, frames: &[Frame], limit: usize) -> Hold {
+    /// Holds `frames` (of `emit`, if they are an emit's) back while the
+    /// connect or a hand-over to this gateway is pending (at most
+    /// `limit`); notes the emit while the socket leaves for another.
+    pub(crate) fn hold(&self, emit: Option<EmitId>, frames: &[Frame], limit: usize) -> Hold {
         let mut inner = self.inner();
+        if let (Some(id), Some(noted)) = (emit, inner.leaving.as_mut()) {
+            noted.push(id);
+        }
         let Some(held) = inner.pending.as_mut() else {
             return Hold::Send;
         };
         if held.len() + frames.len() > limit {
             return Hold::Overflow;
         }
-        held.extend_from_slice(frames);
+        held.extend(frames.iter().map(|f| (emit, f.clone())));
         Hold::Held
     }
 
-    /// The socket is live from now on; returns what was held back.
-    pub(crate) fn release(&self) -> Vec<Frame> {
-        self.inner().pending.take().unwrap_or_default()
+    /// The socket is live from now on; returns what was held back, but
+    /// for the emits its previous gateway `delivered`.
+    pub(crate) fn release(&self, delivered: &HashSet<EmitId>) -> Vec<Frame> {
+        let held = self.inner().pending.take().unwrap_or_default();
+        held.into_iter()
+            .filter(|(emit, _)| !emit.is_some_and(|id| delivered.contains(&id)))
+            .map(|(_, frame)| frame)
+            .collect()
+    }
+
+    /// The socket is being handed over: emits are noted from now on.
+    pub(crate) fn start_leaving(&self) {
+        self.inner().leaving = Some(Vec::new());
+    }
+
+    /// The emits noted since [`Socket::start_leaving`].
+    pub(crate) fn take_noted(&self) -> Vec<EmitId> {
+        self.inner().leaving.take().unwrap_or_default()
+    }
+
+    /// The socket as a hand-over carries it.
+    pub(crate) fn moving(&self) -> Option<MovingSocket> {
+        let state = self.inner().context.state().ok()?;
+        Some(MovingSocket {
+            id: self.id,
+            ns: self.ns.clone(),
+            state,
+        })
+    }
+
+    /// Whether nothing of it waits for the workers.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.queue().is_idle()
     }
 
     /// Registers a server emit that waits for the client's ack.
@@ -321,13 +362,42 @@ pub(crate) mod tests {
     fn frames_wait_for_the_connect_reply() -> Result<(), Box<dyn std::error::Error>> {
         let socket = socket(true)?;
         let frame = Frame::Text("42[\"x\"]".into());
-        assert_eq!(socket.hold(std::slice::from_ref(&frame), 2), Hold::Held);
         assert_eq!(
-            socket.hold(&[frame.clone(), frame.clone()], 2),
+            socket.hold(None, std::slice::from_ref(&frame), 2),
+            Hold::Held
+        );
+        assert_eq!(
+            socket.hold(None, &[frame.clone(), frame.clone()], 2),
             Hold::Overflow
         );
-        assert_eq!(socket.release(), std::slice::from_ref(&frame));
-        assert_eq!(socket.hold(&[frame], 2), Hold::Send);
+        assert_eq!(
+            socket.release(&HashSet::new()),
+            std::slice::from_ref(&frame)
+        );
+        assert_eq!(socket.hold(None, &[frame], 2), Hold::Send);
+        Ok(())
+    }
+
+    #[test]
+    fn a_hand_over_drops_what_the_previous_gateway_delivered()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // The previous gateway notes the emits it queued while leaving.
+        let leaving = socket(false)?;
+        leaving.start_leaving();
+        let frame = |t: &str| Frame::Text(t.to_owned().into());
+        assert_eq!(leaving.hold(Some(EmitId(1)), &[frame("a")], 8), Hold::Send);
+        assert_eq!(leaving.hold(None, &[frame("direct")], 8), Hold::Send);
+        assert_eq!(leaving.hold(Some(EmitId(2)), &[frame("b")], 8), Hold::Send);
+        assert_eq!(leaving.take_noted(), [EmitId(1), EmitId(2)]);
+        // The new one held its copies of 2 and 3, 3 with an attachment.
+        let arriving = socket(true)?;
+        arriving.hold(Some(EmitId(2)), &[frame("b")], 8);
+        arriving.hold(Some(EmitId(3)), &[frame("c"), Frame::Binary("x".into())], 8);
+        let delivered = HashSet::from([EmitId(1), EmitId(2)]);
+        assert_eq!(
+            arriving.release(&delivered),
+            [frame("c"), Frame::Binary("x".into())]
+        );
         Ok(())
     }
 }

@@ -5,8 +5,9 @@
 //   SIO_LOCAL_ADDRESSES source addresses, client i uses the i-th in turn (a
 //                       load balancer hashing on the client address spreads them)
 //   SIO_CLIENTS         how many clients (default 12)
-//   SIO_TRANSPORTS      "polling" or "websocket" for every client; unset, half
-//                       upgrade from polling and half start on websocket
+//   SIO_TRANSPORTS      the transports of every client, comma-separated
+//                       ("polling", "polling,websocket"); unset, half upgrade
+//                       from polling and half start on websocket
 //   SIO_AWAIT_KILL      when set, after the first round wait for a line
 //                       "killed <k>" on stdin: k clients lose their gateway,
 //                       reconnect and rejoin, and a second round runs
@@ -51,7 +52,7 @@ for (let i = 0; i < COUNT; i++) {
     forceNew: true,
     // Half upgrade from polling, half start on websocket, unless told.
     transports: process.env.SIO_TRANSPORTS
-      ? [process.env.SIO_TRANSPORTS]
+      ? process.env.SIO_TRANSPORTS.split(",")
       : i % 2 ? ["polling", "websocket"] : ["websocket"],
     reconnectionDelay: 100,
     reconnectionDelayMax: 500,

@@ -9,8 +9,13 @@ use std::time::Duration;
 
 use sio_worker::{Socket, Worker};
 
-/// The pause before handling event `n` of `sender`: 0 to `max_ms`.
-fn pause(sender: &str, n: u64, max_ms: u64) -> Duration {
+/// The pause before handling event `n` of `sender`: 0 to `max_ms`, and
+/// `long_ms` for every 50th, so that a worker killed at any moment holds
+/// some events.
+fn pause(sender: &str, n: u64, (max_ms, long_ms): (u64, u64)) -> Duration {
+    if n % 50 == 25 && long_ms > 0 {
+        return Duration::from_millis(long_ms);
+    }
     if max_ms == 0 {
         return Duration::ZERO;
     }
@@ -20,8 +25,9 @@ fn pause(sender: &str, n: u64, max_ms: u64) -> Duration {
     Duration::from_millis(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) % (max_ms + 1))
 }
 
-/// The worker, pausing up to `max_ms` per event.
-pub fn worker(max_ms: u64) -> Worker {
+/// The worker, pausing up to `max_ms` per event and `long_ms` on every
+/// 50th.
+pub fn worker(max_ms: u64, long_ms: u64) -> Worker {
     let mut worker = Worker::new();
     worker
         .of("/")
@@ -32,7 +38,7 @@ pub fn worker(max_ms: u64) -> Worker {
         .on(
             "seq",
             move |socket: Socket, (room, sender, n): (String, String, u64)| async move {
-                tokio::time::sleep(pause(&sender, n, max_ms)).await;
+                tokio::time::sleep(pause(&sender, n, (max_ms, long_ms))).await;
                 let attempt = socket.attempt();
                 let to_room = socket.of("/").to(room);
                 to_room.emit("seq", &(&sender, n, attempt)).await?;
@@ -42,14 +48,15 @@ pub fn worker(max_ms: u64) -> Worker {
     worker
 }
 
-/// `order-worker <nats-url> [<max pause ms>]`: the worker against NATS
-/// until SIGTERM; says how many messages it handled.
+/// `order-worker <nats-url> [<max pause ms> [<long pause ms>]]`: the
+/// worker against NATS until SIGTERM; says how many messages it handled.
 pub async fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let url = args
         .next()
         .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
     let max_ms = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let long_ms = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     let options = sio_bus::NatsOptions {
         urls: vec![url],
         name: Some("order-worker".into()),
@@ -62,7 +69,7 @@ pub async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let running = match worker(max_ms).start(bus).await {
+    let running = match worker(max_ms, long_ms).start(bus).await {
         Ok(running) => running,
         Err(e) => {
             eprintln!("order-worker: {e}");

@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::time::Duration;
 
 use serde_json::Value;
 use sio_tests::NatsServer;
@@ -368,16 +369,20 @@ async fn three_gateways_behind_nginx() {
 }
 
 /// Three gateways behind nginx round robin (no stickiness): polling
-/// clients' requests land on any gateway and are served by their
-/// session's owner over NATS. Every message of a round reaches every
-/// client, nobody is disconnected, python-socketio's suite passes over
-/// polling and websocket, and the gateways forwarded requests (so routing
-/// luck cannot pass it).
+/// requests land on any gateway and are served by their session's owner
+/// over NATS; an upgrade that lands on another gateway takes the session
+/// there. Stock clients polling only, then with the default transports:
+/// every message of a round reaches every client and nobody is
+/// disconnected; the stock suite and python-socketio's pass through the
+/// balancer; the gateways forwarded requests and took sessions over (so
+/// routing luck cannot pass it). Then a gateway holding some of the
+/// upgraded sessions dies: exactly its clients reconnect, and the
+/// sessions it opened that live on elsewhere keep working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn polling_through_round_robin_nginx() {
+async fn sessions_through_round_robin_nginx() {
     npm_ci();
     let server = NatsServer::start().expect("nats-server");
-    let (addrs, _gateways) = three_gateways(&server.url()).await;
+    let (addrs, mut gateways) = three_gateways(&server.url()).await;
     let worker = sio_demo::worker()
         .start(connect(&server).await)
         .await
@@ -386,25 +391,61 @@ async fn polling_through_round_robin_nginx() {
     let config = nginx_config("nginx/nginx-round-robin.conf", listen, &addrs);
     let _nginx = start_nginx(config, listen).await;
     let url = format!("http://{listen}");
-    let mut clients = Process::start_with(
-        "node",
-        &["tests/js/cluster-clients.js"],
-        &[
-            ("SIO_URLS", &url),
+    let clients = |transports: &str, await_kill: bool| {
+        let mut env = vec![
+            ("SIO_URLS", url.as_str()),
             ("SIO_CLIENTS", "60"),
-            ("SIO_TRANSPORTS", "polling"),
-        ],
-    );
-    clients.expect("round 1 ok");
-    assert_eq!(clients.expect("disconnected"), "disconnected 0");
-    assert!(clients.success());
-    // A second client implementation through the same balancer, over
-    // polling and over websocket.
+            ("SIO_TRANSPORTS", transports),
+        ];
+        if await_kill {
+            env.push(("SIO_AWAIT_KILL", "1"));
+        }
+        Process::start_with("node", &["tests/js/cluster-clients.js"], &env)
+    };
+    let mut polling = clients("polling", false);
+    polling.expect("round 1 ok");
+    assert_eq!(polling.expect("disconnected"), "disconnected 0");
+    assert!(polling.success());
+    // Other client implementations and the whole stock suite through the
+    // same balancer.
     python_suite(&url).await;
-    let mut forwarded = 0;
+    node_suite("tests/js/", &url, &[]).await;
+    let (mut forwarded, mut taken) = (0, 0);
     for addr in addrs {
         forwarded += metric(addr, "sio_gateway_polls_forwarded_total").await;
+        taken += metric(addr, "sio_gateway_sessions_taken_over_total").await;
     }
     assert!(forwarded > 0, "no request reached another gateway");
+    assert!(taken > 0, "no upgrade reached another gateway");
+    // Upgraded clients, and a gateway that dies under them.
+    let mut upgraded = clients("polling,websocket", true);
+    upgraded.expect("round 1 ok");
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.clear();
+        for addr in addrs {
+            held.push(metric(addr, "sio_gateway_sessions").await);
+        }
+        if held.iter().sum::<u64>() == 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(held.iter().sum::<u64>(), 60, "{held:?}");
+    let victim = (0..3)
+        .filter(|&i| held[i] > 0)
+        .max_by_key(|&i| held[i])
+        .unwrap();
+    let handed = metric(addrs[victim], "sio_gateway_sessions_handed_over_total").await;
+    assert!(handed > 0, "none of the victim's sessions lives elsewhere");
+    drop(gateways[victim].take());
+    upgraded.send(&format!("killed {}", held[victim]));
+    upgraded.expect("round 2 ok");
+    assert_eq!(
+        upgraded.expect("disconnected"),
+        format!("disconnected {}", held[victim]),
+        "exactly the victim's clients reconnected"
+    );
+    assert!(upgraded.success());
     worker.shutdown().await;
 }

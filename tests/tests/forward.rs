@@ -1,6 +1,7 @@
-//! Polling without sticky balancing: a request for a session of another
-//! gateway is served by its owner over the bus, with the owner's status
-//! and body; a session whose gateway is gone is unknown at once.
+//! Sessions without sticky balancing: a polling request for a session of
+//! another gateway is served by its owner over the bus, with the owner's
+//! status and body; a websocket upgrade that reaches another gateway takes
+//! the session over; a session whose gateway is gone is unknown at once.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,12 +12,18 @@
 
 use std::time::Duration;
 
+use sio_protocol::envelope::{self, Command, CommandReply};
 use sio_protocol::id::{GatewayId, Sid};
-use sio_tests::raw::{Polling, engine, http, metrics};
+use sio_protocol::subject::Subjects;
+use sio_tests::raw::{Polling, Ws, engine, http, metrics};
 use sio_tests::{BusKind, TestGateway, on_both_buses, test_config};
-use sio_worker::{Socket, Worker};
+use sio_worker::{Emitter, Socket, Worker};
 
-on_both_buses!(polling_reaches_the_owner_from_any_gateway);
+on_both_buses!(
+    polling_reaches_the_owner_from_any_gateway,
+    an_upgrade_on_another_gateway_takes_the_session,
+    forged_hand_overs_are_refused
+);
 
 async fn polling_reaches_the_owner_from_any_gateway(kind: BusKind) {
     let bus = kind.start().await;
@@ -87,11 +94,11 @@ async fn polling_reaches_the_owner_from_any_gateway(kind: BusKind) {
     .post(&big)
     .await;
     assert_eq!(r.status, 413);
-    // An upgrade for another gateway's session is refused; the client
-    // goes on polling.
+    // An upgrade request that is no websocket handshake is refused where
+    // it lands; the client goes on polling.
     let query = format!("EIO=4&transport=websocket&sid={}", fresh.sid);
     let r = http(b.addr, "GET", &engine(&query), &[], b"").await;
-    assert_eq!(r.text(), r#"{"code":1,"message":"Session ID unknown"}"#);
+    assert_eq!(r.text(), r#"{"code":3,"message":"Bad request"}"#);
     assert_eq!(fresh.get().await.status, 200, "still served on its owner");
     // A sid of a gateway that is not there: unknown, at once.
     let nobody = Sid::random(GatewayId::random().unwrap()).unwrap();
@@ -99,6 +106,181 @@ async fn polling_reaches_the_owner_from_any_gateway(kind: BusKind) {
     let query = format!("EIO=4&transport=polling&sid={nobody}");
     let r = http(b.addr, "GET", &engine(&query), &[], b"").await;
     assert_eq!(r.text(), r#"{"code":1,"message":"Session ID unknown"}"#);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no timeout waited"
+    );
+}
+
+/// Emits to the room streamed while the session moves.
+const STREAMED: u32 = 300;
+
+/// A session opened and joined over polling on A upgrades on B: B takes
+/// it over while emits to its room stream in. The client gets every one
+/// of them once, in order (the ones before the switch over polling, the
+/// rest over the websocket); its events, acks, socket-id emits (through
+/// A, which forwards them) and room emits are served at B, and A holds
+/// nothing of it.
+async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
+    let bus = kind.start().await;
+    let a = TestGateway::start(test_config(), bus.bus.clone()).await;
+    let b = TestGateway::start(test_config(), bus.bus.clone()).await;
+    let mut worker = Worker::new();
+    worker
+        .of("/")
+        .on_connect(|socket: Socket| async move {
+            socket.join(["r"]).await.unwrap();
+            socket.set_data(&("kept",)).await.unwrap();
+            socket.emit("ready", &()).await.unwrap();
+            Ok(())
+        })
+        .on("hi", |socket: Socket, (n,): (u32,)| async move {
+            socket.ack(&(n + 1,)).await
+        })
+        .on("whisper", |socket: Socket, ()| async move {
+            let data: (String,) = socket.data().unwrap().unwrap();
+            socket.emit("whispered", &data).await
+        });
+    let _running = worker.start(bus.bus.clone()).await.unwrap();
+    let on_a = Polling::open(a.addr).await;
+    assert_eq!(on_a.post(b"40").await.text(), "ok");
+    let mut got = String::new();
+    while !got.contains("42[\"ready\"]") {
+        got.push_str(&on_a.get().await.text());
+    }
+    // Emits to its room stream in from now on.
+    let io = Emitter::new(bus.bus.clone());
+    let streaming = tokio::spawn(async move {
+        for n in 0..STREAMED {
+            io.of("/").to("r").emit("n", &(n,)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        io
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let query = format!("EIO=4&transport=websocket&sid={}", on_a.sid);
+    let mut ws = Ws::connect(b.addr, &query).await;
+    ws.send("2probe").await;
+    assert_eq!(ws.text().await, "3probe");
+    // The client pauses polling: its pending GET ends with a noop.
+    let mut polled = String::new();
+    loop {
+        let r = on_a.get().await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        polled.push_str(&r.text());
+        polled.push('\x1e');
+        if r.text().split('\x1e').any(|p| p == "6") {
+            break;
+        }
+    }
+    ws.send("5").await;
+    let mut seen: Vec<u32> = polled.split('\x1e').filter_map(number).collect();
+    while seen.last() != Some(&(STREAMED - 1)) {
+        let text = ws.text().await;
+        if text == "6" {
+            continue;
+        }
+        seen.push(number(&text).unwrap_or_else(|| panic!("not an emit: {text}")));
+    }
+    let io = streaming.await.unwrap();
+    assert_eq!(
+        seen,
+        (0..STREAMED).collect::<Vec<_>>(),
+        "each once, in order"
+    );
+    assert!(
+        !polled.contains("42[\"n\",299]"),
+        "the switch came before the stream ended"
+    );
+    // Polling is over for this session wherever it lands.
+    assert_eq!(on_a.get().await.status, 400);
+    // Served at B now: events and acks, socket-id emits, room emits.
+    ws.send(r#"421["hi",1]"#).await;
+    assert_eq!(ws.text().await, "431[2]");
+    ws.send(r#"42["whisper"]"#).await;
+    assert_eq!(ws.text().await, r#"42["whispered","kept"]"#);
+    let (a_m, b_m) = (metrics(a.addr).await, metrics(b.addr).await);
+    assert_eq!(a_m.get("sio_gateway_sessions_handed_over_total"), Some(1));
+    assert_eq!(b_m.get("sio_gateway_sessions_taken_over_total"), Some(1));
+    assert_eq!(
+        a_m.get("sio_gateway_sessions"),
+        Some(0),
+        "nothing left on A"
+    );
+    assert_eq!(b_m.get("sio_gateway_sessions"), Some(1));
+    let sockets = io.of("/").fetch_sockets().await.unwrap();
+    assert_eq!(sockets.len(), 1, "one socket in the cluster: {sockets:?}");
+    assert_eq!(sockets[0].rooms(), ["r"]);
+    io.of("/").to("r").emit("n", &(STREAMED,)).await.unwrap();
+    assert_eq!(ws.text().await, format!(r#"42["n",{STREAMED}]"#));
+    assert!(ws.quiet(Duration::from_millis(200)).await, "once");
+}
+
+/// The number of a `42["n",N]` packet.
+fn number(packet: &str) -> Option<u32> {
+    packet
+        .strip_prefix(r#"42["n","#)?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Hand-over steps for sessions the gateway does not own, or not in the
+/// step they claim, get `UnknownSocket`, and the session they name goes
+/// on unharmed; an upgrade for a sid whose gateway is gone is refused at
+/// once.
+async fn forged_hand_overs_are_refused(kind: BusKind) {
+    let bus = kind.start().await;
+    let a = TestGateway::start(test_config(), bus.bus.clone()).await;
+    let b = TestGateway::start(test_config(), bus.bus.clone()).await;
+    let owner = a.gateway.id();
+    let ask = |command: Command| {
+        let bus = bus.bus.clone();
+        async move {
+            let subject = Subjects::default().gateway(owner);
+            let reply = bus
+                .request(
+                    subject,
+                    envelope::encode(&command).unwrap().into(),
+                    Duration::from_secs(15),
+                )
+                .await
+                .unwrap();
+            envelope::decode_owned::<CommandReply>(&reply).unwrap()
+        }
+    };
+    let live = Polling::open(a.addr).await;
+    let sid: Sid = live.sid.parse().unwrap();
+    let stranger = Sid::random(a.gateway.id()).unwrap();
+    let to = b.gateway.id();
+    for command in [
+        Command::Probe { sid: stranger },
+        Command::HandOver { sid: stranger, to },
+        Command::Release { sid: stranger },
+        // A live session that nobody probed, or that is not moving.
+        Command::HandOver { sid, to },
+        Command::Release { sid },
+    ] {
+        assert_eq!(
+            ask(command.clone()).await,
+            CommandReply::UnknownSocket,
+            "{command:?}"
+        );
+    }
+    assert_eq!(ask(Command::Unprobe { sid }).await, CommandReply::Done);
+    assert_eq!(live.post(b"40").await.text(), "ok", "still polling");
+    assert!(live.get().await.text().starts_with("40{"));
+    // A sid of a gateway that is not there: unknown, at once.
+    let nobody = Sid::random(GatewayId::random().unwrap()).unwrap();
+    let started = tokio::time::Instant::now();
+    let query = format!("EIO=4&transport=websocket&sid={nobody}");
+    let url = sio_tests::raw::packet::ws_url(b.addr, &query);
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400);
+        }
+        other => panic!("upgraded: {other:?}"),
+    }
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "no timeout waited"

@@ -156,10 +156,12 @@ fn gateway(nats: &str, addr: SocketAddr, lease: u64) -> Process {
     )
 }
 
-fn workers(nats: &str, n: usize) -> Vec<Process> {
+/// `n` worker processes; with `long` pauses of 300 ms on some events.
+fn workers(nats: &str, n: usize, long: bool) -> Vec<Process> {
+    let long = if long { "300" } else { "0" };
     (0..n)
         .map(|_| {
-            let w = Process::start(env!("CARGO_BIN_EXE_order-worker"), &[nats, "2"]);
+            let w = Process::start(env!("CARGO_BIN_EXE_order-worker"), &[nats, "2", long]);
             w.expect("serving");
             w
         })
@@ -205,7 +207,7 @@ async fn in_order_over_nats(worker_processes: usize) {
     let _serial = SERIAL.lock().await;
     let nats = NatsServer::start().unwrap();
     let (_gws, addrs) = gateways(&nats.url(), 5_000).await;
-    let mut workers = workers(&nats.url(), worker_processes);
+    let mut workers = workers(&nats.url(), worker_processes, false);
     let load = clients(&addrs, 0);
     let summary = summary(&load);
     summary.assert_exact(CLIENTS, EVENTS);
@@ -238,7 +240,7 @@ async fn the_in_process_bus_keeps_each_sockets_order() {
     };
     let a = TestGateway::start(config.clone(), bus.clone()).await;
     let b = TestGateway::start(config, bus.clone()).await;
-    let running = sio_tests::order::worker(2).start(bus).await.unwrap();
+    let running = sio_tests::order::worker(2, 0).start(bus).await.unwrap();
     let load = clients(&[a.addr, b.addr], 0);
     let summary = tokio::task::spawn_blocking(move || summary(&load))
         .await
@@ -255,7 +257,7 @@ async fn a_killed_worker_loses_no_event() {
     let _serial = SERIAL.lock().await;
     let nats = NatsServer::start().unwrap();
     let (_gws, addrs) = gateways(&nats.url(), 1_000).await;
-    let mut workers = workers(&nats.url(), 3);
+    let mut workers = workers(&nats.url(), 3, true);
     // Paced, so that the kill falls while events are being sent.
     let load = clients(&addrs, 5);
     past(&load, 0.3);
@@ -289,7 +291,7 @@ async fn a_nats_restart_loses_no_event() {
     let _serial = SERIAL.lock().await;
     let mut nats = NatsServer::start().unwrap();
     let (_gws, addrs) = gateways(&nats.url(), 1_000).await;
-    let _workers = workers(&nats.url(), 2);
+    let _workers = workers(&nats.url(), 2, false);
     // 200 events 20 ms apart: 4 s of sending, the outage in the middle.
     let load = clients(&addrs, 20);
     past(&load, 0.1);

@@ -69,36 +69,11 @@ async fn probe(node: &Node, session: &Session, ws: &mut WebSocket) -> Option<Rea
     if !session.begin_upgrade(node.config.allow_upgrades) {
         return None;
     }
-    let deadline = tokio::time::Instant::now() + ms(node.config.upgrade_timeout);
-    let upgraded = loop {
-        let message = tokio::select! {
-            m = ws.recv() => m,
-            () = tokio::time::sleep_until(deadline) => None,
-            () = session.closed() => None,
-        };
-        let Some(Ok(Message::Text(text))) = message else {
-            break false;
-        };
-        match Packet::decode(text.as_str()) {
-            Ok(Packet::Ping(data)) if data == Packet::PROBE => {
-                // Bounded like the reads: a client that sends probes but
-                // does not read must not hold this task.
-                let sent = tokio::select! {
-                    r = ws.send(self::message(Frame::probe_pong())) => r.is_ok(),
-                    () = tokio::time::sleep_until(deadline) => false,
-                    () = session.closed() => false,
-                };
-                if !sent {
-                    break false;
-                }
-                // Release a pending GET so the client can pause polling.
-                let _ = session.send([Frame::noop()]);
-            }
-            Ok(Packet::Upgrade) => break true,
-            _ => break false,
-        }
+    // Release a pending GET so the client can pause polling.
+    let probed = || {
+        let _ = session.send([Frame::noop()]);
     };
-    if !upgraded {
+    if !switch(node, ws, session.closed(), probed).await {
         session.abort_upgrade();
         return None;
     }
@@ -108,6 +83,54 @@ async fn probe(node: &Node, session: &Session, ws: &mut WebSocket) -> Option<Rea
     tokio::select! {
         reader = session.outbox.reader() => Some(reader),
         () = session.closed() => None,
+    }
+}
+
+/// The client's side of an upgrade: each `2probe` is answered `3probe`
+/// (then `probed` runs), until `5`. False for anything else, for nothing
+/// within the upgrade timeout, or once `cancel` resolves.
+pub(crate) async fn switch(
+    node: &Node,
+    ws: &mut WebSocket,
+    cancel: impl Future<Output = ()>,
+    mut probed: impl FnMut(),
+) -> bool {
+    let deadline = tokio::time::Instant::now() + ms(node.config.upgrade_timeout);
+    let mut cancel = std::pin::pin!(cancel);
+    loop {
+        let message = tokio::select! {
+            m = ws.recv() => m,
+            () = tokio::time::sleep_until(deadline) => None,
+            () = &mut cancel => None,
+        };
+        let Some(Ok(Message::Text(text))) = message else {
+            return false;
+        };
+        match Packet::decode(text.as_str()) {
+            Ok(Packet::Ping(data)) if data == Packet::PROBE => {
+                // Bounded like the reads: a client that sends probes but
+                // does not read must not hold this task.
+                let sent = tokio::select! {
+                    r = ws.send(self::message(Frame::probe_pong())) => r.is_ok(),
+                    () = tokio::time::sleep_until(deadline) => false,
+                    () = &mut cancel => false,
+                };
+                if !sent {
+                    return false;
+                }
+                probed();
+            }
+            Ok(Packet::Upgrade) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Serves a session this websocket carries already (one handed over
+/// from another gateway).
+pub(crate) async fn carry(node: &Arc<Node>, client: &Arc<Client>, ws: &mut WebSocket) {
+    if let Some(reader) = client.session.outbox.try_reader() {
+        serve(node, client, ws, reader).await;
     }
 }
 
@@ -197,6 +220,6 @@ async fn write_batch(ws: &mut WebSocket, frames: &mut VecDeque<Frame>) -> Result
 /// client that is not reading has its connection dropped instead.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-async fn close(ws: &mut WebSocket) {
+pub(crate) async fn close(ws: &mut WebSocket) {
     let _ = tokio::time::timeout(CLOSE_WAIT, ws.send(Message::Close(None))).await;
 }

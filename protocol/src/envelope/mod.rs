@@ -28,7 +28,7 @@ mod context;
 pub use context::{EncodedContext, EncodedHandshake, SocketState};
 
 /// The envelope format revision. A receiver rejects every other value.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// Why an envelope could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -343,6 +343,63 @@ pub enum Command {
         post: bool,
         body: Bytes,
     },
+    /// The hand-over of a polling session to the gateway that holds its
+    /// websocket, step 1 (a request, at the upgrade request): may it
+    /// probe? Answered [`CommandReply::Probing`] (the owner's session is
+    /// upgrading from now on) or [`CommandReply::UnknownSocket`].
+    Probe { sid: crate::id::Sid },
+    /// Step 2: the websocket answered the probe; the owner releases the
+    /// pending GET with a noop so the client can pause polling.
+    Probed { sid: crate::id::Sid },
+    /// The websocket went away before the switch: polling goes on.
+    Unprobe { sid: crate::id::Sid },
+    /// Step 3 (a request): the client switched to the websocket at `to`.
+    /// Once the session's events are handled, the owner answers
+    /// [`CommandReply::Moving`] and, until step 4, notes the emits it
+    /// queues for the session.
+    HandOver { sid: crate::id::Sid, to: GatewayId },
+    /// Step 4 (a request): `to` is subscribed to everything the sockets
+    /// hear. The owner answers [`CommandReply::Released`] once its own
+    /// subscriptions have caught up with that moment, forgets the session
+    /// (no disconnect for the workers) and forwards `P.gw` commands for
+    /// its sockets to `to`.
+    Release { sid: crate::id::Sid },
+}
+
+/// A session on its way to another gateway: what it needs to serve it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moving {
+    /// Without `auth`, which is each socket's.
+    pub handshake: Handshake,
+    pub sockets: Vec<MovingSocket>,
+}
+
+/// One socket of a [`Moving`] session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovingSocket {
+    pub id: SocketId,
+    pub ns: String,
+    pub state: SocketState,
+}
+
+/// The end of a hand-over: what the owner queued for the client since
+/// [`Moving`], and the emits among it (the new gateway drops its own
+/// copies of those).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    pub frames: Vec<QueuedFrame>,
+    pub delivered: Vec<EmitId>,
+    /// The sockets as they are now (a worker may have changed their rooms
+    /// or data meanwhile).
+    pub sockets: Vec<MovingSocket>,
+}
+
+/// An Engine.IO message queued for a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueuedFrame {
+    /// UTF-8, checked again by the receiver.
+    Text(Bytes),
+    Binary(Bytes),
 }
 
 /// What a [`Command::Socket`] asks of the socket.
@@ -393,6 +450,10 @@ pub enum CommandReply {
         content_type: String,
         body: Bytes,
     },
+    /// The session may upgrade ([`Command::Probe`]).
+    Probing,
+    Moving(Moving),
+    Released(Released),
 }
 
 /// Which sockets a cluster operation applies to.
@@ -504,14 +565,14 @@ mod tests {
             ready: true,
         };
         let bytes = encode(&presence).unwrap();
-        assert_eq!(bytes.first(), Some(&3), "varint version 3");
+        assert_eq!(bytes.first(), Some(&4), "varint version 4");
         assert_eq!(decode_owned::<Presence>(&bytes), Ok(presence.clone()));
         let mut other = bytes.clone();
-        other[0] = 2;
+        other[0] = 3;
         assert_eq!(
             decode_owned::<Presence>(&other),
-            Err(Error::UnknownVersion(2)),
-            "the envelopes before events carried their delivery"
+            Err(Error::UnknownVersion(3)),
+            "the envelopes before hand-overs had no steps for them"
         );
         // A version that is not even a valid varint, truncation and padding.
         assert!(matches!(
@@ -586,6 +647,7 @@ mod tests {
     fn every_body_round_trips() {
         let packet = EncodedPacket::from_text(r#"2["x"]"#, vec![]);
         let id = socket().id;
+        let sid = crate::id::Sid::random(id.gateway()).unwrap();
         let selector = Selector {
             ns: "/".into(),
             rooms: vec!["a".into()],
@@ -666,6 +728,35 @@ mod tests {
                 except: vec![],
                 volatile: false,
                 packet: packet.clone(),
+            }),
+            Command::Probe { sid },
+            Command::Probed { sid },
+            Command::Unprobe { sid },
+            Command::HandOver {
+                sid,
+                to: id.gateway()
+            },
+            Command::Release { sid },
+            CommandReply::Probing,
+            CommandReply::Moving(Moving {
+                handshake: Handshake::default(),
+                sockets: vec![MovingSocket {
+                    id,
+                    ns: "/".into(),
+                    state: SocketState {
+                        auth: Some("{}".into()),
+                        data: None,
+                        rooms: vec!["a".into()]
+                    }
+                }]
+            }),
+            CommandReply::Released(Released {
+                frames: vec![
+                    QueuedFrame::Text(Bytes::from_static(b"42[\"x\"]")),
+                    QueuedFrame::Binary(Bytes::from_static(b"\x01"))
+                ],
+                delivered: vec![EmitId(7)],
+                sockets: vec![]
             }),
             CommandReply::Done,
             CommandReply::UnknownSocket,

@@ -1,0 +1,357 @@
+//! Hand-over: a polling session moves to the gateway its websocket
+//! upgrade reached, so that without sticky balancing a websocket costs
+//! what a local one costs, and its first gateway is out of its path (and
+//! may die).
+//!
+//! The owner `A` and the gateway `B` with the websocket, over `P.gw`:
+//! 1. At the upgrade request, B asks `Probe`: A answers `Probing` (its
+//!    session is upgrading now) or `UnknownSocket` (the client hears
+//!    "Session ID unknown").
+//! 2. B answers the client's `2probe` and tells A `Probed`; A releases the
+//!    pending GET with a noop, as for a local upgrade.
+//! 3. On the client's `5`, B asks `HandOver`. A refuses polling from now
+//!    on, waits until the sockets' events are handled and their connects
+//!    decided, and answers `Moving` (handshake; sockets with auth, data,
+//!    rooms); it notes the emits it queues for them from then on.
+//! 4. B creates the session and its sockets, holding what reaches them
+//!    (with emit ids), subscribes to their rooms and namespaces, and asks
+//!    `Release`. A publishes a marker on each of those subjects and waits
+//!    until its own subscriptions hear them back: every emit the bus
+//!    routed to A before B subscribed has then been queued by A. A lets
+//!    the sockets go without a disconnect, answers `Released` (what it
+//!    queued meanwhile, and the ids of the emits in it) and forwards later
+//!    `P.gw` commands for the sockets to B, which sends A's frames, then
+//!    what it held but A's emits, then serves the websocket.
+//!
+//! So an emit reaches the socket once: A queued it (and B drops its
+//! copy), or A heard it after its marker, and B, subscribed before the
+//! marker was sent, has it too.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use sio_protocol::envelope::{
+    self, Command, CommandReply, EncodedHandshake, Moving, QueuedFrame, Released,
+};
+use sio_protocol::id::{GatewayId, Sid};
+use sio_protocol::socketio::Decoder;
+use tokio::time::Instant;
+
+use crate::client::Client;
+use crate::config::{Transport, ms};
+use crate::delivery;
+use crate::fault::Fault;
+use crate::node::Node;
+use crate::outbox::{Frame, Outbox};
+use crate::session::{Session, Upgrade};
+use crate::socket::Socket;
+use crate::transport::websocket;
+
+/// How long an owner waits for its markers to come back; past it, it
+/// lets go anyway (its bus is away, and so are the emits it would wait
+/// for).
+const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// How often an owner looks whether a session's events are handled.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
+
+// The owner's side.
+
+/// Step 1: may another gateway's websocket probe this session?
+pub(crate) fn probe(node: &Arc<Node>, sid: Sid) -> CommandReply {
+    let Some(client) = node.registry.client(&sid) else {
+        return CommandReply::UnknownSocket;
+    };
+    if !client.session.begin_upgrade(node.config.allow_upgrades) {
+        return CommandReply::UnknownSocket;
+    }
+    // A websocket that never switches (its gateway died) must not leave
+    // the session upgrading: it may upgrade again after the timeout.
+    let session = Arc::downgrade(&client.session);
+    let wait = ms(node.config.upgrade_timeout) * 2;
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        if let Some(session) = session.upgrade() {
+            if session.state().upgrade == Upgrade::Probing {
+                session.abort_upgrade();
+            }
+        }
+    });
+    CommandReply::Probing
+}
+
+/// Step 2: the websocket answered the probe.
+pub(crate) fn probed(node: &Node, sid: Sid) {
+    if let Some(session) = probing(node, sid) {
+        let _ = session.send([Frame::noop()]);
+    }
+}
+
+/// The websocket went away before the switch: polling goes on.
+pub(crate) fn unprobe(node: &Node, sid: Sid) {
+    if let Some(session) = probing(node, sid) {
+        session.abort_upgrade();
+    }
+}
+
+fn probing(node: &Node, sid: Sid) -> Option<Arc<Session>> {
+    let client = node.registry.client(&sid)?;
+    let probing =
+        client.session.state().upgrade == Upgrade::Probing && client.moving.get().is_none();
+    probing.then(|| client.session.clone())
+}
+
+/// Step 3: the client switched to the websocket at `to`.
+pub(crate) async fn give(node: Arc<Node>, sid: Sid, to: GatewayId) -> CommandReply {
+    let Some(client) = node.registry.client(&sid) else {
+        return CommandReply::UnknownSocket;
+    };
+    if probing(&node, sid).is_none() || client.moving.set(to).is_err() {
+        return CommandReply::UnknownSocket;
+    }
+    // Polling is refused from now on (the client paused it before `5`).
+    client.session.finish_upgrade();
+    let deadline = Instant::now() + ms(node.config.event_timeout);
+    while !client.is_settled() {
+        if Instant::now() >= deadline || client.session.is_closed() {
+            // Its events outlast the bound: the session ends here, and the
+            // client connects again.
+            node.close(&client.session, Fault::ConnectionLost);
+            return CommandReply::UnknownSocket;
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+    let Ok(handshake) = client.handshake().decode(None) else {
+        return CommandReply::UnknownSocket;
+    };
+    let sockets = client
+        .sockets()
+        .iter()
+        .filter_map(|socket| {
+            socket.start_leaving();
+            socket.moving()
+        })
+        .collect();
+    CommandReply::Moving(Moving { handshake, sockets })
+}
+
+/// Step 4: the new gateway hears everything the sockets hear.
+pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
+    let Some(client) = node.registry.client(&sid) else {
+        return CommandReply::UnknownSocket;
+    };
+    let Some(&to) = client.moving.get() else {
+        return CommandReply::UnknownSocket;
+    };
+    let sockets = client.sockets();
+    catch_up(&node, &sockets).await;
+    // As they are now: the hand-off takes them out of their rooms here.
+    let states = sockets.iter().filter_map(|s| s.moving()).collect();
+    node.hand_off(&client, to);
+    let session = &client.session;
+    let frames = match tokio::time::timeout(CATCH_UP, session.outbox.reader()).await {
+        Ok(mut reader) => reader.take(),
+        Err(_) => Default::default(),
+    };
+    session.close(Fault::HandedOver);
+    let frames = frames
+        .into_iter()
+        .map(|frame| match frame {
+            Frame::Text(text) => QueuedFrame::Text(Bytes::copy_from_slice(text.as_bytes())),
+            Frame::Binary(data) => QueuedFrame::Binary(data),
+        })
+        .collect();
+    let delivered = sockets.iter().flat_map(|s| s.take_noted()).collect();
+    tracing::debug!(%sid, gateway = %to, "session handed over");
+    CommandReply::Released(Released {
+        frames,
+        delivered,
+        sockets: states,
+    })
+}
+
+/// Waits until this gateway's subscriptions have delivered what the bus
+/// routed to it before now, on every subject the sockets hear.
+async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
+    let mut subjects = BTreeSet::new();
+    for socket in sockets {
+        subjects.insert((socket.ns.clone(), node.subjects.namespace(&socket.ns)));
+        for room in socket.rooms() {
+            subjects.insert((socket.ns.clone(), node.subjects.room(&socket.ns, &room)));
+        }
+    }
+    let deadline = Instant::now() + CATCH_UP;
+    let mut ids = Vec::new();
+    let mut waits = Vec::new();
+    for (ns, subject) in subjects {
+        let Some((id, marker)) = delivery::marker(&ns) else {
+            continue;
+        };
+        waits.push(node.registry.await_marker(id));
+        ids.push(id);
+        node.publish_now(subject, marker).await;
+    }
+    for wait in waits {
+        let _ = tokio::time::timeout_at(deadline, wait).await;
+    }
+    node.registry.forget_markers(&ids);
+}
+
+// The side of the gateway with the websocket.
+
+/// Step 1, at the upgrade request for another gateway's session: whether
+/// its owner lets it upgrade here.
+pub(crate) async fn ask(node: &Node, sid: Sid) -> bool {
+    matches!(
+        request(node, sid, &Command::Probe { sid }, CATCH_UP).await,
+        Some(CommandReply::Probing)
+    )
+}
+
+/// Steps 2 to 4 on the websocket, then serves the session here.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn stores the websocket twice"
+)]
+pub(crate) fn take(
+    node: Arc<Node>,
+    sid: Sid,
+    mut ws: WebSocket,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let subject = node.subjects.gateway(sid.gateway());
+        let probed = || {
+            let node = node.clone();
+            let subject = subject.clone();
+            tokio::spawn(async move {
+                if let Ok(command) = envelope::encode(&Command::Probed { sid }) {
+                    node.publish_now(subject, command.into()).await;
+                }
+            });
+        };
+        if !websocket::switch(&node, &mut ws, std::future::pending(), probed).await {
+            if let Ok(command) = envelope::encode(&Command::Unprobe { sid }) {
+                node.publish_now(subject, command.into()).await;
+            }
+        } else if let Some(client) = adopt(&node, sid).await {
+            websocket::carry(&node, &client, &mut ws).await;
+        }
+        websocket::close(&mut ws).await;
+    }
+}
+
+/// Steps 3 and 4: the session, live here; `None` if its owner did not
+/// give it (the websocket closes, and the client connects again).
+async fn adopt(node: &Arc<Node>, sid: Sid) -> Option<Arc<Client>> {
+    let to = node.id;
+    let wait = ms(node.config.event_timeout) + CATCH_UP;
+    let Some(CommandReply::Moving(moving)) =
+        request(node, sid, &Command::HandOver { sid, to }, wait).await
+    else {
+        node.metrics.drop("hand_over_refused");
+        return None;
+    };
+    let (client, sockets) = create(node, sid, &moving)?;
+    for (socket, moved) in sockets.iter().zip(&moving.sockets) {
+        delivery::join(node, socket, &moved.state.rooms).await;
+    }
+    let Some(CommandReply::Released(released)) =
+        request(node, sid, &Command::Release { sid }, CATCH_UP * 2).await
+    else {
+        // The owner may have let it go or not: neither serves it now, and
+        // its heartbeat ends it there.
+        node.metrics.drop("hand_over_refused");
+        for socket in &sockets {
+            socket.leave();
+            node.registry.remove_socket(&socket.id);
+            node.registry.unindex(socket);
+        }
+        node.close(&client.session, Fault::ConnectionLost);
+        return None;
+    };
+    // What a worker changed meanwhile.
+    for now in &released.sockets {
+        let Some(socket) = sockets.iter().find(|s| s.id == now.id) else {
+            continue;
+        };
+        socket.set_data(now.state.data.clone());
+        let gone: Vec<String> = socket
+            .rooms()
+            .into_iter()
+            .filter(|r| !now.state.rooms.contains(r))
+            .collect();
+        node.registry.leave(socket, &gone);
+        delivery::join(node, socket, &now.state.rooms).await;
+    }
+    let frames = released.frames.into_iter().filter_map(|frame| match frame {
+        QueuedFrame::Text(text) => Utf8Bytes::try_from(text).ok().map(Frame::Text),
+        QueuedFrame::Binary(data) => Some(Frame::Binary(data)),
+    });
+    node.send(&client.session, frames.collect::<Vec<_>>());
+    let delivered: HashSet<_> = released.delivered.into_iter().collect();
+    for socket in &sockets {
+        node.send(&client.session, socket.release(&delivered));
+    }
+    node.metrics.sessions_taken.inc();
+    tracing::debug!(%sid, "session taken over");
+    Some(client)
+}
+
+/// The session and its sockets as the owner described them, in the
+/// registry, each socket holding what reaches it.
+/// The sockets come in the order of `moving`'s.
+fn create(node: &Arc<Node>, sid: Sid, moving: &Moving) -> Option<(Arc<Client>, Vec<Arc<Socket>>)> {
+    let handshake = EncodedHandshake::new(&moving.handshake).ok()?;
+    let c = &node.config;
+    let now = node.now();
+    let session = Arc::new(Session::new(
+        sid,
+        Transport::Websocket,
+        Outbox::new(c.send_queue_packets, c.send_queue_bytes),
+        (now, now.saturating_add(c.ping_interval)),
+    ));
+    session.finish_upgrade();
+    let client = Arc::new(Client::new(
+        session.clone(),
+        handshake.clone(),
+        Decoder::new(c.max_attachments),
+        None,
+    ));
+    let sockets = moving
+        .sockets
+        .iter()
+        .map(|moved| {
+            let socket = Socket::new(
+                moved.id,
+                moved.ns.clone(),
+                session.clone(),
+                handshake.clone(),
+                moved.state.auth.clone(),
+                true,
+            )
+            .ok()?;
+            socket.set_data(moved.state.data.clone());
+            // One socket per namespace, or none at all (only a forged
+            // hand-over has two).
+            client.establish(&Arc::new(socket)).then_some(())?;
+            client.socket(&moved.ns)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    for socket in &sockets {
+        node.registry.add_socket(socket.clone());
+        node.metrics
+            .socket_joined(crate::client::namespace_label(c, &socket.ns));
+    }
+    node.open(client.clone(), Transport::Websocket);
+    Some((client, sockets))
+}
+
+async fn request(node: &Node, sid: Sid, command: &Command, wait: Duration) -> Option<CommandReply> {
+    let subject = node.subjects.gateway(sid.gateway());
+    let payload = envelope::encode(command).ok()?;
+    let reply = node.bus.request(subject, payload.into(), wait).await.ok()?;
+    envelope::decode_owned(&reply).ok()
+}
