@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use sio_protocol::envelope::{DisconnectReason, EncodedHandshake};
+use sio_protocol::envelope::{AckReply, DisconnectReason, EncodedHandshake};
 use sio_protocol::id::{GatewayId, SocketId};
 use sio_protocol::socketio::{Decoder, Event, Kind, Packet};
 
@@ -83,6 +83,13 @@ pub(crate) enum Action {
         socket: Arc<Socket>,
         event: Event<'static>,
     },
+    /// The answer to a server emit that the gateway the socket was handed
+    /// over by awaits.
+    AckElsewhere {
+        socket: Arc<Socket>,
+        id: u64,
+        reply: AckReply,
+    },
 }
 
 impl Client {
@@ -146,10 +153,10 @@ impl Client {
                 socket,
                 event: event.into_owned(),
             },
-            Kind::Ack(ack) => {
-                socket.resolve_ack(ack);
-                Action::None
-            }
+            Kind::Ack(ack) => match socket.resolve_ack(ack) {
+                Some((id, reply)) => Action::AckElsewhere { socket, id, reply },
+                None => Action::None,
+            },
             Kind::Connect(_) | Kind::ConnectError(_) => Action::Close(Fault::Parse),
         }
     }
@@ -230,13 +237,9 @@ impl Client {
         &self.handshake
     }
 
-    /// Nothing of it waits for the workers: no connect being decided, no
-    /// event queued or handled, no ack awaited.
+    /// No connect of it is being decided.
     pub(crate) fn is_settled(&self) -> bool {
-        let state = self.state();
-        state.connecting.is_empty()
-            && self.asking.load(Ordering::Acquire) == 0
-            && state.sockets.values().all(|s| s.is_idle())
+        self.state().connecting.is_empty()
     }
 
     pub(crate) fn socket(&self, ns: &str) -> Option<Arc<Socket>> {

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use crate::config::ms;
 use crate::node::Node;
 use crate::socket::{self, Socket};
-use crate::{delivery, handover};
+use crate::{delivery, event, handover};
 
 /// Serves a polling request forwarded by another gateway (the transport
 /// layer's, handed in so that this file need not reach up to it).
@@ -96,6 +96,13 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Poll) -> A
         }
     };
     let Some(socket) = node.registry.socket(&id) else {
+        if let SocketCommand::ClientAck { id: ack, reply } = action {
+            // For a socket handed over: the emit awaiting it is here.
+            if let Some(socket) = node.registry.moved_socket(&id) {
+                socket.answer(ack, reply);
+            }
+            return Applied::Reply(CommandReply::Done);
+        }
         if let Some(to) = node.registry.moved_to(&id) {
             forward(node, to, message);
             return Applied::Forwarded;
@@ -136,6 +143,10 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Poll) -> A
         SocketCommand::Leave { rooms } => node.registry.leave(&socket, &rooms),
         SocketCommand::Disconnect { close } => node.disconnect(&socket, close),
         SocketCommand::SetData { data } => socket.set_data(data),
+        SocketCommand::Settled => event::settled(node, &socket),
+        SocketCommand::ClientAck { id, reply } => {
+            socket.answer(id, reply);
+        }
     }
     Applied::Reply(CommandReply::Done)
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sio_protocol::envelope::{self, ConnectReply};
+use sio_protocol::envelope::{self, Command, ConnectReply, SocketCommand};
 use sio_protocol::socketio::{Kind, Packet};
 
 use crate::client::{Action, Client, error_object, namespace_label};
@@ -43,6 +43,14 @@ async fn run(node: &Arc<Node>, client: &Arc<Client>, action: Action) {
         Action::Connect { socket, authorize } => connect(node, client, socket, authorize).await,
         Action::Leave(socket, reason) => node.remove_socket(client, &socket, reason),
         Action::Event { socket, event } => event::submit(node, client, socket, event),
+        Action::AckElsewhere { socket, id, reply } => {
+            let action = SocketCommand::ClientAck { id, reply };
+            let command = Command::Socket {
+                socket: socket.id,
+                action,
+            };
+            node.command(socket.id.gateway(), &command);
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sio_protocol::envelope::{self, AckReply, Delivery, EventReply};
+use sio_protocol::envelope::{self, AckReply, Command, Delivery, EventReply, SocketCommand};
 use sio_protocol::socketio::{Ack, Event, Kind, Packet};
 use tokio::time::Instant;
 
@@ -121,8 +121,30 @@ async fn drive(node: Arc<Node>, socket: Arc<Socket>, mut job: Job) {
         }
         match socket.next_job() {
             Some(next) => job = next,
-            None => return,
+            None => break,
         }
+    }
+    // Handed over meanwhile: its new gateway may go on with its events.
+    if let Some(to) = socket.moved_to() {
+        let action = SocketCommand::Settled;
+        node.command(
+            to,
+            &Command::Socket {
+                socket: socket.id,
+                action,
+            },
+        );
+    }
+}
+
+/// The gateway a socket was handed over by finished its events (or is
+/// given up on): its queue here goes on.
+pub(crate) fn settled(node: &Arc<Node>, socket: &Arc<Socket>) {
+    if !socket.stop_awaiting() {
+        return;
+    }
+    if let Some(job) = socket.next_job() {
+        tokio::spawn(drive(node.clone(), socket.clone(), job));
     }
 }
 
@@ -378,15 +400,17 @@ impl AckTo {
     }
 
     fn send(&self, node: &Arc<Node>, id: u64, data: String, attachments: Option<Vec<Bytes>>) {
-        if self.socket.is_gone() {
-            return;
-        }
         let ack = Ack {
             id,
             data: data.into(),
             attachments,
         };
         let packet = Packet::new(self.socket.ns.clone(), Kind::Ack(ack));
-        node.send_packet(&self.socket.session, &packet);
+        if self.socket.moved_to().is_some() {
+            // Handed over: to its new gateway.
+            node.send_to(&self.socket, &crate::socket::frames(&packet));
+        } else if !self.socket.is_gone() {
+            node.send_packet(&self.socket.session, &packet);
+        }
     }
 }

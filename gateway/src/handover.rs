@@ -34,7 +34,7 @@ use std::time::Duration;
 use axum::extract::ws::{Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use sio_protocol::envelope::{
-    self, Command, CommandReply, EncodedHandshake, Moving, QueuedFrame, Released,
+    self, Command, CommandReply, EncodedHandshake, Moving, MovingSocket, QueuedFrame, Released,
 };
 use sio_protocol::id::{GatewayId, Sid};
 use sio_protocol::socketio::Decoder;
@@ -42,13 +42,13 @@ use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::config::{Transport, ms};
-use crate::delivery;
 use crate::fault::Fault;
 use crate::node::Node;
 use crate::outbox::{Frame, Outbox};
 use crate::session::{Session, Upgrade};
 use crate::socket::Socket;
 use crate::transport::websocket;
+use crate::{delivery, event};
 
 /// How long an owner waits for its markers to come back; past it, it
 /// lets go anyway (its bus is away, and so are the emits it would wait
@@ -117,7 +117,7 @@ pub(crate) async fn give(node: Arc<Node>, sid: Sid, to: GatewayId) -> CommandRep
     let deadline = Instant::now() + ms(node.config.event_timeout);
     while !client.is_settled() {
         if Instant::now() >= deadline || client.session.is_closed() {
-            // Its events outlast the bound: the session ends here, and the
+            // A connect outlasts the bound: the session ends here, and the
             // client connects again.
             node.close(&client.session, Fault::ConnectionLost);
             return CommandReply::UnknownSocket;
@@ -148,9 +148,14 @@ pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
     };
     let sockets = client.sockets();
     catch_up(&node, &sockets).await;
-    // As they are now: the hand-off takes them out of their rooms here.
-    let states = sockets.iter().filter_map(|s| s.moving()).collect();
+    // Rooms and data as they are now: the hand-off takes the sockets out
+    // of their rooms here. Whether events are still handled here, once
+    // they are marked moved (so that one finishing later says so to `to`).
+    let mut states: Vec<MovingSocket> = sockets.iter().filter_map(|s| s.moving()).collect();
     node.hand_off(&client, to);
+    for (state, socket) in states.iter_mut().zip(&sockets) {
+        state.busy = !socket.is_idle();
+    }
     let session = &client.session;
     let frames = match tokio::time::timeout(CATCH_UP, session.outbox.reader()).await {
         Ok(mut reader) => reader.take(),
@@ -272,11 +277,15 @@ async fn adopt(node: &Arc<Node>, sid: Sid) -> Option<Arc<Client>> {
         node.close(&client.session, Fault::ConnectionLost);
         return None;
     };
-    // What a worker changed meanwhile.
+    // What a worker changed meanwhile, and what the owner still does.
     for now in &released.sockets {
         let Some(socket) = sockets.iter().find(|s| s.id == now.id) else {
             continue;
         };
+        socket.arrive(now);
+        if now.busy {
+            give_up_later(node, socket);
+        }
         socket.set_data(now.state.data.clone());
         let gone: Vec<String> = socket
             .rooms()
@@ -300,6 +309,20 @@ async fn adopt(node: &Arc<Node>, sid: Sid) -> Option<Arc<Client>> {
     Some(client)
 }
 
+/// The socket's events go on here once the owner could no longer be
+/// handling its last ones (it died, or its bus is away).
+fn give_up_later(node: &Arc<Node>, socket: &Arc<Socket>) {
+    let c = &node.config;
+    let wait = ms(c.event_timeout) + ms(c.event_lease) * c.event_attempts.max(1);
+    let (node, socket) = (Arc::downgrade(node), socket.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        if let Some(node) = node.upgrade() {
+            event::settled(&node, &socket);
+        }
+    });
+}
+
 /// The session and its sockets as the owner described them, in the
 /// registry, each socket holding what reaches it.
 /// The sockets come in the order of `moving`'s.
@@ -311,7 +334,9 @@ fn create(node: &Arc<Node>, sid: Sid, moving: &Moving) -> Option<(Arc<Client>, V
         sid,
         Transport::Websocket,
         Outbox::new(c.send_queue_packets, c.send_queue_bytes),
-        (now, now.saturating_add(c.ping_interval)),
+        // A ping at once: the client last heard one from the owner, up to
+        // pingInterval ago, and times out pingTimeout after the next is due.
+        (now, now),
     ));
     session.finish_upgrade();
     let client = Arc::new(Client::new(

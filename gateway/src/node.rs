@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sio_bus::{Bus, State};
-use sio_protocol::envelope::{DisconnectReason, EmitId};
+use sio_protocol::envelope::{
+    self, Command, DisconnectReason, EmitId, EncodedPacket, SocketCommand,
+};
 use sio_protocol::id::GatewayId;
 use sio_protocol::socketio::{Kind, Packet};
 use sio_protocol::subject::Subjects;
@@ -47,7 +49,13 @@ pub(crate) struct Node {
     seen: tokio::sync::watch::Sender<Seen>,
     /// Events the workers said may run out of order, by namespace.
     unordered: Mutex<HashMap<String, HashSet<String>>>,
+    /// Commands to other gateways, published in the order they are made.
+    commands: tokio::sync::mpsc::Sender<(String, Bytes)>,
 }
+
+/// Commands to other gateways that may wait for the bus; past it, the
+/// newest are dropped (counted).
+const COMMANDS: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -69,11 +77,22 @@ impl Node {
         id: GatewayId,
         subjects: Subjects,
     ) -> Self {
+        let metrics = Metrics::default();
+        let (commands, mut queued) = tokio::sync::mpsc::channel::<(String, Bytes)>(COMMANDS);
+        let (publisher, errors) = (bus.clone(), metrics.bus_errors.clone());
+        tokio::spawn(async move {
+            while let Some((subject, payload)) = queued.recv().await {
+                if publisher.publish(subject, payload).await.is_err() {
+                    errors.inc();
+                }
+            }
+        });
         Self {
             config,
             id,
             subjects,
-            metrics: Metrics::default(),
+            metrics,
+            commands,
             registry: Registry::default(),
             addresses: Arc::default(),
             timer: Arc::default(),
@@ -237,6 +256,10 @@ impl Node {
         emit: Option<EmitId>,
         frames: &[Frame],
     ) {
+        if let Some(to) = socket.moved_to() {
+            self.forward_frames(socket, to, frames);
+            return;
+        }
         match socket.hold(emit, frames, self.config.send_queue_packets) {
             Hold::Send => self.send(&socket.session, frames.iter().cloned()),
             Hold::Held => {}
@@ -282,6 +305,44 @@ impl Node {
         }
     }
 
+    /// Frames for a socket handed over to `to` (the acks of events this
+    /// gateway was still handling), sent there as emits, a packet each.
+    fn forward_frames(&self, socket: &Socket, to: GatewayId, frames: &[Frame]) {
+        let mut packets: Vec<EncodedPacket> = Vec::new();
+        for frame in frames {
+            match (frame, packets.last_mut()) {
+                (Frame::Text(text), _) => packets.push(EncodedPacket {
+                    message: Bytes::copy_from_slice(text.as_bytes()),
+                    attachments: Vec::new(),
+                }),
+                (Frame::Binary(data), Some(packet)) => packet.attachments.push(data.clone()),
+                (Frame::Binary(_), None) => {}
+            }
+        }
+        for packet in packets {
+            let action = SocketCommand::Emit {
+                volatile: false,
+                packet,
+            };
+            let command = Command::Socket {
+                socket: socket.id,
+                action,
+            };
+            self.command(to, &command);
+        }
+    }
+
+    /// Sends a command to another gateway, in the order of the calls.
+    pub(crate) fn command(&self, to: GatewayId, command: &Command) {
+        let Ok(payload) = envelope::encode(command) else {
+            return;
+        };
+        let subject = self.subjects.gateway(to);
+        if self.commands.try_send((subject, payload.into())).is_err() {
+            self.metrics.drop("bus_unavailable");
+        }
+    }
+
     /// Lets a session go to the gateway `to` that took it over: its
     /// sockets leave this gateway's registry and rooms without a
     /// disconnect (they live on at `to`), and `P.gw` commands for them are
@@ -292,10 +353,12 @@ impl Node {
             if !client.remove(&socket) || !socket.leave() {
                 continue;
             }
-            self.registry.moved(socket.id, to);
+            self.registry.moved(&socket, to);
             self.registry.remove_socket(&socket.id);
-            socket.forget_acks();
+            // Out of its rooms first: what reaches it here from now on
+            // (acks of the events still handled here) goes to `to`.
             self.registry.unindex(&socket);
+            socket.moved(to);
             self.metrics
                 .socket_left(crate::client::namespace_label(&self.config, &socket.ns));
         }

@@ -104,6 +104,12 @@ impl Queue {
         }
     }
 
+    /// Something is being handled elsewhere (by the gateway a socket was
+    /// handed over by): jobs wait until [`Queue::next`] is called.
+    pub(crate) fn hold(&mut self) {
+        self.busy = true;
+    }
+
     /// Nothing is being handled and nothing waits.
     pub(crate) fn is_idle(&self) -> bool {
         !self.busy && self.waiting.is_empty()

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use sio_protocol::envelope::EmitId;
 use sio_protocol::id::{GatewayId, Sid, SocketId};
@@ -130,13 +130,19 @@ impl Registry {
     }
 
     /// The socket now lives on `to`.
-    pub(crate) fn moved(&self, socket: SocketId, to: GatewayId) {
+    pub(crate) fn moved(&self, socket: &Arc<Socket>, to: GatewayId) {
         lock(&self.moved).insert(socket, to);
     }
 
     /// Where a socket that was handed over lives now.
     pub(crate) fn moved_to(&self, socket: &SocketId) -> Option<GatewayId> {
-        lock(&self.moved).to.get(socket).copied()
+        lock(&self.moved).to.get(socket).map(|(to, _)| *to)
+    }
+
+    /// A socket handed over, while this gateway still works for it (an
+    /// emit here awaits its client's answer).
+    pub(crate) fn moved_socket(&self, socket: &SocketId) -> Option<Arc<Socket>> {
+        lock(&self.moved).to.get(socket)?.1.upgrade()
     }
 
     /// Resolves when an emit with `id` comes through this gateway's
@@ -195,14 +201,18 @@ impl Recent {
 
 #[derive(Debug, Default)]
 struct Moved {
-    to: HashMap<SocketId, GatewayId>,
+    to: HashMap<SocketId, (GatewayId, Weak<Socket>)>,
     order: VecDeque<SocketId>,
 }
 
 impl Moved {
-    fn insert(&mut self, socket: SocketId, to: GatewayId) {
-        if self.to.insert(socket, to).is_none() {
-            self.order.push_back(socket);
+    fn insert(&mut self, socket: &Arc<Socket>, to: GatewayId) {
+        if self
+            .to
+            .insert(socket.id, (to, Arc::downgrade(socket)))
+            .is_none()
+        {
+            self.order.push_back(socket.id);
         }
         if self.order.len() > MOVED_SOCKETS {
             if let Some(old) = self.order.pop_front() {

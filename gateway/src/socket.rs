@@ -5,13 +5,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use sio_protocol::envelope::{
     self, AckReply, Delivery, DisconnectReason, EmitId, EncodedContext, EncodedHandshake,
     MovingSocket, SocketContext, SocketState,
 };
-use sio_protocol::id::SocketId;
+use sio_protocol::id::{GatewayId, SocketId};
 use sio_protocol::socketio::{Ack, Packet};
 use tokio::sync::oneshot;
 
@@ -31,6 +31,14 @@ pub(crate) struct Socket {
     /// Set once the socket has left: a join or a connect still in flight
     /// must not put it back into the registry or the room index.
     gone: AtomicBool,
+    /// The gateway it was handed over to: what this one still sends it
+    /// (acks of the events it was handling) goes there.
+    moved_to: OnceLock<GatewayId>,
+    /// Server emits with lower ack ids were sent by the gateway it was
+    /// handed over by, which awaits their answers.
+    first_ack: AtomicU64,
+    /// Its queue waits for that gateway to finish its events.
+    awaiting: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -90,6 +98,9 @@ impl Socket {
             queue: Mutex::default(),
             next_ack: AtomicU64::new(0),
             gone: AtomicBool::new(false),
+            moved_to: OnceLock::new(),
+            first_ack: AtomicU64::new(0),
+            awaiting: AtomicBool::new(false),
         })
     }
 
@@ -268,7 +279,35 @@ impl Socket {
             id: self.id,
             ns: self.ns.clone(),
             state,
+            next_ack: self.next_ack.load(Ordering::Relaxed),
+            busy: !self.is_idle(),
         })
+    }
+
+    /// It lives on `to` from now on.
+    pub(crate) fn moved(&self, to: GatewayId) {
+        let _ = self.moved_to.set(to);
+    }
+
+    pub(crate) fn moved_to(&self) -> Option<GatewayId> {
+        self.moved_to.get().copied()
+    }
+
+    /// Takes over what its previous gateway had: the ack ids it used and,
+    /// if it was still handling events, a queue that waits for it.
+    pub(crate) fn arrive(&self, moved: &MovingSocket) {
+        self.next_ack.store(moved.next_ack, Ordering::Relaxed);
+        self.first_ack.store(moved.next_ack, Ordering::Relaxed);
+        if moved.busy {
+            self.awaiting.store(true, Ordering::Release);
+            self.queue().hold();
+        }
+    }
+
+    /// The previous gateway finished its events (or is given up on): true
+    /// the first time, when the caller goes on with the queue.
+    pub(crate) fn stop_awaiting(&self) -> bool {
+        self.awaiting.swap(false, Ordering::AcqRel)
     }
 
     /// Whether nothing of it waits for the workers.
@@ -295,12 +334,24 @@ impl Socket {
         self.inner().acks.clear();
     }
 
-    pub(crate) fn resolve_ack(&self, ack: Ack<'_>) {
-        if let Some(tx) = self.inner().acks.remove(&ack.id) {
-            let _ = tx.send(AckReply {
-                data: ack.data.into_owned(),
-                attachments: ack.attachments.unwrap_or_default(),
-            });
+    /// The client's answer to a server emit; returned when the emit was
+    /// the previous gateway's, which awaits it.
+    pub(crate) fn resolve_ack(&self, ack: Ack<'_>) -> Option<(u64, AckReply)> {
+        let reply = AckReply {
+            data: ack.data.into_owned(),
+            attachments: ack.attachments.unwrap_or_default(),
+        };
+        self.answer(ack.id, reply)
+    }
+
+    /// [`Socket::resolve_ack`] for an answer already decoded.
+    pub(crate) fn answer(&self, id: u64, reply: AckReply) -> Option<(u64, AckReply)> {
+        match self.inner().acks.remove(&id) {
+            Some(tx) => {
+                let _ = tx.send(reply);
+                None
+            }
+            None => (id < self.first_ack.load(Ordering::Relaxed)).then_some((id, reply)),
         }
     }
 }

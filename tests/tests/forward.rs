@@ -116,11 +116,12 @@ async fn polling_reaches_the_owner_from_any_gateway(kind: BusKind) {
 const STREAMED: u32 = 300;
 
 /// A session opened and joined over polling on A upgrades on B: B takes
-/// it over while emits to its room stream in. The client gets every one
-/// of them once, in order (the ones before the switch over polling, the
-/// rest over the websocket); its events, acks, socket-id emits (through
-/// A, which forwards them) and room emits are served at B, and A holds
-/// nothing of it.
+/// it over while emits to its room stream in and a handler on A waits for
+/// the client's answer. The client gets every emit once, in order (the
+/// ones before the switch over polling, the rest over the websocket); its
+/// answer reaches the handler, whose ack arrives before that of the event
+/// sent next; its events, acks, socket-id emits (through A, which forwards
+/// them) and room emits are served at B, and A holds nothing of it.
 async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
     let bus = kind.start().await;
     let a = TestGateway::start(test_config(), bus.bus.clone()).await;
@@ -140,6 +141,11 @@ async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
         .on("whisper", |socket: Socket, ()| async move {
             let data: (String,) = socket.data().unwrap().unwrap();
             socket.emit("whispered", &data).await
+        })
+        .on("ask", |socket: Socket, ()| async move {
+            let timeout = Duration::from_secs(10);
+            let (answer,): (String,) = socket.emit_with_ack("question", &(), timeout).await?;
+            socket.ack(&(answer,)).await
         });
     let _running = worker.start(bus.bus.clone()).await.unwrap();
     let on_a = Polling::open(a.addr).await;
@@ -158,6 +164,8 @@ async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
         io
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
+    // A handler that waits for the client's answer across the switch.
+    assert_eq!(on_a.post(br#"427["ask"]"#).await.text(), "ok");
     let query = format!("EIO=4&transport=websocket&sid={}", on_a.sid);
     let mut ws = Ws::connect(b.addr, &query).await;
     ws.send("2probe").await;
@@ -174,14 +182,27 @@ async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
         }
     }
     ws.send("5").await;
+    // The next event waits for the one still handled on A.
+    ws.send(r#"421["hi",1]"#).await;
     let mut seen: Vec<u32> = polled.split('\x1e').filter_map(number).collect();
-    while seen.last() != Some(&(STREAMED - 1)) {
-        let text = ws.text().await;
-        if text == "6" {
-            continue;
-        }
-        seen.push(number(&text).unwrap_or_else(|| panic!("not an emit: {text}")));
+    let mut asked = polled.split('\x1e').any(|p| p == r#"420["question"]"#);
+    if asked {
+        ws.send(r#"430["fine"]"#).await;
     }
+    let mut acks = Vec::new();
+    while seen.last() != Some(&(STREAMED - 1)) || acks.len() < 2 {
+        let text = ws.text().await;
+        match text.as_str() {
+            "6" => {}
+            r#"420["question"]"# if !asked => {
+                asked = true;
+                ws.send(r#"430["fine"]"#).await;
+            }
+            r#"437["fine"]"# | "431[2]" => acks.push(text),
+            _ => seen.push(number(&text).unwrap_or_else(|| panic!("not an emit: {text}"))),
+        }
+    }
+    assert_eq!(acks, [r#"437["fine"]"#, "431[2]"], "in the order sent");
     let io = streaming.await.unwrap();
     assert_eq!(
         seen,
@@ -195,8 +216,8 @@ async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
     // Polling is over for this session wherever it lands.
     assert_eq!(on_a.get().await.status, 400);
     // Served at B now: events and acks, socket-id emits, room emits.
-    ws.send(r#"421["hi",1]"#).await;
-    assert_eq!(ws.text().await, "431[2]");
+    ws.send(r#"422["hi",2]"#).await;
+    assert_eq!(ws.text().await, "432[3]");
     ws.send(r#"42["whisper"]"#).await;
     assert_eq!(ws.text().await, r#"42["whispered","kept"]"#);
     let (a_m, b_m) = (metrics(a.addr).await, metrics(b.addr).await);
@@ -208,7 +229,16 @@ async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
         "nothing left on A"
     );
     assert_eq!(b_m.get("sio_gateway_sessions"), Some(1));
-    let sockets = io.of("/").fetch_sockets().await.unwrap();
+    // Asked until both gateways answer (the emitter learns them from
+    // presence), then exactly one.
+    let mut sockets = Vec::new();
+    for _ in 0..50 {
+        sockets = io.of("/").fetch_sockets().await.unwrap();
+        if !sockets.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(sockets.len(), 1, "one socket in the cluster: {sockets:?}");
     assert_eq!(sockets[0].rooms(), ["r"]);
     io.of("/").to("r").emit("n", &(STREAMED,)).await.unwrap();

@@ -380,6 +380,13 @@ pub struct MovingSocket {
     pub id: SocketId,
     pub ns: String,
     pub state: SocketState,
+    /// The next id for a server emit that asks for an ack: lower ones
+    /// are awaited at the owner, which hears the client's answers through
+    /// [`SocketCommand::ClientAck`].
+    pub next_ack: u64,
+    /// Its events are still being handled at the owner: the new gateway
+    /// holds the next ones until [`SocketCommand::Settled`].
+    pub busy: bool,
 }
 
 /// The end of a hand-over: what the owner queued for the client since
@@ -431,6 +438,15 @@ pub enum SocketCommand {
     /// Replace the socket's data (JSON text).
     SetData {
         data: Option<String>,
+    },
+    /// From the gateway a socket was handed over by: the events it was
+    /// handling for the socket are done, the next may go.
+    Settled,
+    /// To the gateway a socket was handed over by: the client answered
+    /// an emit that gateway is waiting on.
+    ClientAck {
+        id: u64,
+        reply: AckReply,
     },
 }
 
@@ -717,6 +733,17 @@ mod tests {
             },
             Command::Socket {
                 socket: id,
+                action: SocketCommand::Settled
+            },
+            Command::Socket {
+                socket: id,
+                action: SocketCommand::ClientAck {
+                    id: 2,
+                    reply: AckReply::default()
+                }
+            },
+            Command::Socket {
+                socket: id,
                 action: SocketCommand::SetData {
                     data: Some("1".into())
                 }
@@ -747,7 +774,9 @@ mod tests {
                         auth: Some("{}".into()),
                         data: None,
                         rooms: vec!["a".into()]
-                    }
+                    },
+                    next_ack: 3,
+                    busy: true
                 }]
             }),
             CommandReply::Released(Released {
