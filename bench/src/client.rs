@@ -22,11 +22,13 @@ pub(crate) fn now_us() -> u64 {
     u64::try_from(START.get_or_init(Instant::now).elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Websocket or long-polling.
+/// Websocket or long-polling, or long-polling upgraded to websocket as
+/// the stock client does (the namespace joined first, over polling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) enum Transport {
     Websocket,
     Polling,
+    Upgrade,
 }
 
 /// What a client does once connected.
@@ -57,6 +59,10 @@ pub(crate) struct Spec {
     pub(crate) role: Role,
     /// Counts `m` events and acks across every client, live.
     pub(crate) counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Where every request after the handshake goes, if not to `server`:
+    /// another gateway, which forwards the polling requests to the
+    /// session's owner or takes the session over at the upgrade.
+    pub(crate) then: Option<SocketAddr>,
 }
 
 /// What one client saw.
@@ -75,6 +81,11 @@ pub(crate) struct Report {
     pub(crate) reordered: u64,
     /// The index of the last `m` event.
     last: Option<u64>,
+    /// Polling requests made after the handshake.
+    pub(crate) requests: u64,
+    /// Microseconds from opening the websocket of an upgrade to the first
+    /// ack over it.
+    pub(crate) upgrade_us: Option<u64>,
     pub(crate) error: Option<String>,
 }
 
@@ -168,6 +179,7 @@ pub(crate) async fn run(
     let result = match spec.transport {
         Transport::Websocket => websocket(&spec, &joined, stop, &mut report).await,
         Transport::Polling => polling(&spec, &joined, stop, &mut report).await,
+        Transport::Upgrade => upgrade(&spec, &joined, stop, &mut report).await,
     };
     if let Err(e) = result {
         report.error.get_or_insert(e);
@@ -182,14 +194,19 @@ pub(crate) async fn run(
 async fn websocket(
     spec: &Spec,
     joined: &tokio::sync::mpsc::Sender<()>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     report: &mut Report,
 ) -> Result<(), String> {
     let started = now_us();
-    let stream = tcp(spec.server, spec.source)
-        .await
-        .map_err(|e| e.to_string())?;
-    let url = packet::ws_url(spec.server, packet::WEBSOCKET);
+    let ws = open_websocket(spec.server, spec.source, packet::WEBSOCKET).await?;
+    serve_websocket(ws, spec, joined, stop, report, (started, false)).await
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn open_websocket(server: SocketAddr, source: IpAddr, query: &str) -> Result<Ws, String> {
+    let stream = tcp(server, source).await.map_err(|e| e.to_string())?;
+    let url = packet::ws_url(server, query);
     // Small buffers: the generator must stay lighter than the servers.
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -198,6 +215,90 @@ async fn websocket(
     let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
         .await
         .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+/// Joins over polling, then upgrades (on `then`, if set): the probe, the
+/// switch, and one ack over the websocket, timed; then listens on it.
+async fn upgrade(
+    spec: &Spec,
+    joined: &tokio::sync::mpsc::Sender<()>,
+    stop: watch::Receiver<bool>,
+    report: &mut Report,
+) -> Result<(), String> {
+    let started = now_us();
+    let stream = tcp(spec.server, spec.source)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut http = Connection::new(stream, spec.server.to_string());
+    let handshake = request(&mut http, "GET", &engine(packet::POLLING), "").await?;
+    let open = packet::open(&handshake);
+    let sid = open
+        .as_ref()
+        .and_then(packet::sid)
+        .ok_or_else(|| format!("no sid in {handshake}"))?;
+    let path = engine(&packet::polling_query(sid));
+    let auth = auth(spec.room.as_deref());
+    request(&mut http, "POST", &path, &packet::connect("/", &auth)).await?;
+    while !request(&mut http, "GET", &path, "")
+        .await?
+        .split(packet::SEPARATOR)
+        .any(|p| p.starts_with("40"))
+    {}
+    report.connect_us = Some(now_us().saturating_sub(started));
+    let began = now_us();
+    let to = spec.then.unwrap_or(spec.server);
+    let mut ws = open_websocket(
+        to,
+        spec.source,
+        &format!("EIO=4&transport=websocket&sid={sid}"),
+    )
+    .await?;
+    ws.send(Message::text("2probe"))
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str() == "3probe" => break,
+            Some(Ok(_)) => {}
+            other => return Err(format!("no probe answer: {other:?}")),
+        }
+    }
+    ws.send(Message::text("5"))
+        .await
+        .map_err(|e| e.to_string())?;
+    ws.send(Message::text(echo(0)))
+        .await
+        .map_err(|e| e.to_string())?;
+    while report.acks == 0 {
+        let text = match ws.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(_)) => continue,
+            other => return Err(format!("no ack after the upgrade: {other:?}")),
+        };
+        if let (Some(answer), _) = on_packet(text.as_str(), &auth, report) {
+            ws.send(Message::text(answer))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    report.upgrade_us = Some(now_us().saturating_sub(began));
+    // What is measured next is the emits, not this ack.
+    report.acks = 0;
+    report.latencies.clear();
+    let _ = joined.send(()).await;
+    serve_websocket(ws, spec, joined, stop, report, (started, true)).await
+}
+
+/// Serves a joined (or joining) websocket client until `stop`.
+async fn serve_websocket(
+    ws: Ws,
+    spec: &Spec,
+    joined: &tokio::sync::mpsc::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+    report: &mut Report,
+    (started, mut connected): (u64, bool),
+) -> Result<(), String> {
     let (mut tx, mut rx) = ws.split();
     let auth = auth(spec.room.as_deref());
     let mut next_id = 0u64;
@@ -207,7 +308,6 @@ async fn websocket(
         } => Some(tokio::time::interval(*every)),
         _ => None,
     };
-    let mut connected = false;
     loop {
         tokio::select! {
             message = rx.next() => {
@@ -314,9 +414,14 @@ async fn polling(
         .ok_or_else(|| format!("no sid in {handshake}"))?;
     let path = engine(&packet::polling_query(sid));
     let auth = auth(spec.room.as_deref());
+    if let Some(then) = spec.then {
+        let stream = tcp(then, spec.source).await.map_err(|e| e.to_string())?;
+        http = Connection::new(stream, then.to_string());
+    }
     request(&mut http, "POST", &path, &packet::connect("/", &auth)).await?;
     let mut connected = false;
     loop {
+        report.requests += 1;
         let poll = request(&mut http, "GET", &path, "");
         let payload = tokio::select! {
             payload = poll => payload?,
@@ -338,6 +443,7 @@ async fn polling(
             std::sync::atomic::Ordering::Relaxed,
         );
         if !answers.is_empty() {
+            report.requests += 1;
             request(&mut http, "POST", &path, &answers.join(packet::SEPARATOR)).await?;
         }
         if *stop.borrow() {

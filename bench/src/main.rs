@@ -53,8 +53,8 @@ enum Command {
         /// (comma-separated; default all in the full suite, none in quick).
         #[arg(long, value_delimiter = ',')]
         peers: Option<Vec<String>>,
-        /// Scenarios: idle, burst, sparse, ack, rooms, polling, floor
-        /// (default all).
+        /// Scenarios: idle, burst, sparse, ack, stream, rooms, polling,
+        /// anywhere, floor (default all).
         #[arg(long, value_delimiter = ',')]
         scenarios: Option<Vec<String>>,
         /// Pin the servers to these CPUs (`taskset -c`); pin the generator
@@ -256,6 +256,14 @@ async fn suite(
                 sizes.polling_messages,
             );
             measure(&mut rows, what, run).await;
+        }
+    }
+    if wanted("anywhere") {
+        for transport in [Transport::Polling, Transport::Upgrade] {
+            for elsewhere in [false, true] {
+                let what = format!("{transport:?} anywhere, elsewhere: {elsewhere}");
+                measure(&mut rows, what, bench.anywhere(transport, elsewhere)).await;
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use crate::scenario::Row;
 
 /// The scenarios in order, with the metric each one's ratio and plot use
 /// and whether more of it is better.
-const HEADLINES: [(&str, &str, &str, bool); 8] = [
+const HEADLINES: [(&str, &str, &str, bool); 10] = [
     ("idle", "1. Idle connections", "rss_per_conn_kib", false),
     ("burst", "2. Burst fan-out", "deliveries_per_s", true),
     ("sparse", "3. Sparse fan-out", "cpu_us_per_delivery", false),
@@ -17,6 +17,18 @@ const HEADLINES: [(&str, &str, &str, bool); 8] = [
     ("rooms", "5. Many gateways", "deliveries_per_s", true),
     ("polling", "6. Polling fan-out", "deliveries_per_s", true),
     ("stream", "7. One socket's stream", "events_per_s", true),
+    (
+        "forwarded",
+        "8. Polling on any gateway",
+        "cpu_us_per_request",
+        false,
+    ),
+    (
+        "handed_over",
+        "9. Upgrade on any gateway",
+        "cpu_us_per_delivery",
+        false,
+    ),
     ("floor", "Floors: the parts underneath", "per_s", true),
 ];
 

@@ -38,7 +38,16 @@ fn quick_suite_measures_every_scenario() {
             .and_then(|m| m[1].as_f64())
             .unwrap_or_else(|| panic!("{name} in {row}"))
     };
-    for scenario in ["idle", "burst", "sparse", "ack", "rooms", "polling"] {
+    for scenario in [
+        "idle",
+        "burst",
+        "sparse",
+        "ack",
+        "rooms",
+        "polling",
+        "forwarded",
+        "handed_over",
+    ] {
         let of: Vec<&Value> = rows.iter().filter(|r| r["scenario"] == scenario).collect();
         assert!(!of.is_empty(), "no {scenario} results");
         for row in of {
@@ -52,6 +61,10 @@ fn quick_suite_measures_every_scenario() {
                 assert_eq!(metric(row, "emits_to_non_members"), 0.0, "{row}");
             }
         }
+    }
+    // Sessions served from the other gateway: local and elsewhere each.
+    for scenario in ["forwarded", "handed_over"] {
+        assert_eq!(rows.iter().filter(|r| r["scenario"] == scenario).count(), 2);
     }
     // Three gateway counts in the many-gateways scenario.
     assert_eq!(rows.iter().filter(|r| r["scenario"] == "rooms").count(), 3);

@@ -27,6 +27,7 @@ impl Bench {
             room: None,
             role: Role::Ack { interval },
             counter: counter.clone(),
+            then: None,
         });
         let connected = Clients::connect(specs, 256).await;
         let start_acks = connected.received();

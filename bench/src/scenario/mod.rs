@@ -3,6 +3,7 @@
 //! the sizes, the connected clients and the metrics they share.
 
 mod ack;
+mod anywhere;
 mod burst;
 mod idle;
 mod rooms;
@@ -236,6 +237,7 @@ impl Clients {
             room: Some(room(i)),
             role: Role::Listen,
             counter: counter.clone(),
+            then: None,
         });
         Self::connect(specs, 256).await
     }

@@ -31,6 +31,7 @@ impl Bench {
                 window: WINDOW,
             },
             counter,
+            then: None,
         };
         let meter = Meter::start(&running);
         let started = Instant::now();
