@@ -420,6 +420,7 @@ async fn polling(
     }
     request(&mut http, "POST", &path, &packet::connect("/", &auth)).await?;
     let mut connected = false;
+    let mut next_id = 0u64;
     loop {
         report.requests += 1;
         let poll = request(&mut http, "GET", &path, "");
@@ -428,18 +429,25 @@ async fn polling(
             _ = stop.changed() => return Ok(()),
         };
         let mut answers = Vec::new();
-        let seen_before = report.received;
+        let (seen_before, acks_before) = (report.received, report.acks);
         for text in payload.split(packet::SEPARATOR) {
             let (answer, now_joined) = on_packet(text, &auth, report);
             answers.extend(answer.filter(|a| !a.starts_with("40")));
-            if now_joined && !connected {
+            let first = now_joined && !connected;
+            if first {
                 connected = true;
                 report.connect_us = Some(now_us().saturating_sub(started));
                 let _ = joined.send(()).await;
             }
+            // Unpaced acks: the next one as soon as the last came back.
+            let acked = report.acks > acks_before && answers.iter().all(|a| !a.starts_with("42"));
+            if matches!(spec.role, Role::Ack { interval: None }) && (first || acked) {
+                next_id += 1;
+                answers.push(echo(next_id));
+            }
         }
         spec.counter.fetch_add(
-            report.received - seen_before,
+            report.received - seen_before + report.acks - acks_before,
             std::sync::atomic::Ordering::Relaxed,
         );
         if !answers.is_empty() {

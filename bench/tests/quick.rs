@@ -54,7 +54,7 @@ fn quick_suite_measures_every_scenario() {
             assert!(row["notes"].as_array().unwrap().is_empty(), "{row}");
             match scenario {
                 "idle" => assert_eq!(metric(row, "connected"), 300.0, "{row}"),
-                "ack" => assert!(metric(row, "acks_per_s") > 0.0, "{row}"),
+                "ack" | "forwarded" => assert!(metric(row, "acks_per_s") > 0.0, "{row}"),
                 _ => assert_eq!(metric(row, "dropped"), 0.0, "{row}"),
             }
             if scenario == "rooms" {

@@ -49,6 +49,11 @@ pub(crate) async fn watch(node: Weak<Node>) {
     }
 }
 
+/// This gateway, when it holds a socket another one opened (handed over).
+fn holder(node: &Node, socket: &Socket) -> Option<sio_protocol::id::GatewayId> {
+    (socket.id.gateway() != node.id).then_some(node.id)
+}
+
 /// Queues a job for the workers behind the socket's others.
 fn push(node: &Arc<Node>, socket: Arc<Socket>, job: Job) {
     match socket.push(job, node.queue_bounds()) {
@@ -86,6 +91,7 @@ pub(crate) fn submit(
         let once = Delivery {
             attempt: 1,
             lease_ms: 0,
+            holder: holder(node, &socket),
         };
         let Ok(payload) = socket.events(std::slice::from_ref(&event), once) else {
             return;
@@ -233,7 +239,14 @@ async fn hand_over(
         }
         let base = batch.done;
         let rest = batch.events.get(base..).unwrap_or_default();
-        let payload = match socket.events(rest, Delivery { attempt, lease_ms }) {
+        let payload = match socket.events(
+            rest,
+            Delivery {
+                attempt,
+                lease_ms,
+                holder: holder(node, socket),
+            },
+        ) {
             Ok(payload) => Bytes::from(payload),
             Err(error) => {
                 tracing::error!(%error, "cannot encode an events envelope");

@@ -148,6 +148,7 @@ fn envelopes(c: &mut Criterion) {
             ack: false,
         }],
         delivery: envelope::Delivery {
+            holder: None,
             attempt: 1,
             lease_ms: 5000,
         },

@@ -373,7 +373,7 @@ proptest! {
         hb in (gateway(), ".{0,8}", any::<u64>(), ".{0,8}", any::<u64>(), any::<bool>()),
         delivery in (any::<u32>(), any::<u32>()),
     ) {
-        let ev = envelope::Events { socket: socket.clone(), events: vec![envelope::Event { event: Cow::Owned(event), data: Cow::Owned(data), attachments, ack: hb.5 }], delivery: envelope::Delivery { attempt: delivery.0, lease_ms: delivery.1 } };
+        let ev = envelope::Events { socket: socket.clone(), events: vec![envelope::Event { event: Cow::Owned(event), data: Cow::Owned(data), attachments, ack: hb.5 }], delivery: envelope::Delivery { attempt: delivery.0, lease_ms: delivery.1, holder: None } };
         assert_roundtrip(&envelope::EventReply::Working);
         assert_roundtrip(&envelope::EventReply::Done { first: delivery.0, outcomes: vec![Outcome { ack: Some(AckReply { data: reject.clone(), attachments: Vec::new() }), failed: hb.5 }, Outcome::default()], unordered: !hb.5 });
         assert_roundtrip(&envelope::EventReply::Ack { index: delivery.1, ack: AckReply { data: reject.clone(), attachments: Vec::new() } });
@@ -427,7 +427,7 @@ proptest! {
                 attachments: attachments.clone(),
                 ack: attempt % 2 == 0,
             }; usize::try_from(attempt % 3).unwrap()],
-            delivery: envelope::Delivery { attempt, lease_ms },
+            delivery: envelope::Delivery { attempt, lease_ms, holder: None },
         };
         prop_assert_eq!(
             spliced.events(&events.events, events.delivery).unwrap(),

@@ -121,7 +121,8 @@ const STREAMED: u32 = 300;
 /// ones before the switch over polling, the rest over the websocket); its
 /// answer reaches the handler, whose ack arrives before that of the event
 /// sent next; its events, acks, socket-id emits (through A, which forwards
-/// them) and room emits are served at B, and A holds nothing of it.
+/// them) and room emits are served at B, and A holds nothing of it; once
+/// A is gone, the handlers still reach the socket.
 async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
     let bus = kind.start().await;
     let a = TestGateway::start(test_config(), bus.bus.clone()).await;
@@ -244,6 +245,19 @@ async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
     io.of("/").to("r").emit("n", &(STREAMED,)).await.unwrap();
     assert_eq!(ws.text().await, format!(r#"42["n",{STREAMED}]"#));
     assert!(ws.quiet(Duration::from_millis(200)).await, "once");
+    // The first gateway goes away: its handlers' commands (sent to the
+    // gateway that holds the socket) and its rooms still reach it.
+    drop(a);
+    ws.send(r#"42["whisper"]"#).await;
+    assert_eq!(ws.text().await, r#"42["whispered","kept"]"#);
+    ws.send(r#"423["hi",3]"#).await;
+    assert_eq!(ws.text().await, "433[4]");
+    io.of("/")
+        .to("r")
+        .emit("n", &(STREAMED + 1,))
+        .await
+        .unwrap();
+    assert_eq!(ws.text().await, format!(r#"42["n",{}]"#, STREAMED + 1));
 }
 
 /// The number of a `42["n",N]` packet.

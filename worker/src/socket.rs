@@ -6,9 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sio_protocol::envelope::{
-    self, AckReply, Command, CommandReply, EventReply, Handshake, SocketCommand, SocketContext,
+    self, AckReply, Command, CommandReply, Delivery, EventReply, Handshake, SocketCommand,
+    SocketContext,
 };
-use sio_protocol::id::SocketId;
+use sio_protocol::id::{GatewayId, SocketId};
 use sio_protocol::socketio;
 
 use crate::Error;
@@ -30,6 +31,8 @@ struct Inner {
     ack: Option<Arc<AckSlot>>,
     /// Which hand-over of the event this is (1 outside events).
     attempt: u32,
+    /// The gateway holding the socket, if not the one its id names.
+    holder: Option<GatewayId>,
     /// While the connect handler runs on a namespace the gateway asks
     /// about: data and rooms go into the accept reply.
     connecting: Option<Mutex<Accept>>,
@@ -44,7 +47,11 @@ pub(crate) struct Accept {
 
 impl Socket {
     pub(crate) fn new(context: SocketContext, emitter: Emitter, connecting: bool) -> Self {
-        Self::event(context, emitter, None, 1).with_connecting(connecting)
+        let first = Delivery {
+            attempt: 1,
+            ..Delivery::default()
+        };
+        Self::event(context, emitter, None, first).with_connecting(connecting)
     }
 
     /// The socket as the handler of one event sees it.
@@ -52,14 +59,15 @@ impl Socket {
         context: SocketContext,
         emitter: Emitter,
         ack: Option<Arc<AckSlot>>,
-        attempt: u32,
+        delivery: Delivery,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 context: with_auth(context),
                 emitter,
                 ack,
-                attempt,
+                attempt: delivery.attempt,
+                holder: delivery.holder,
                 connecting: None,
             }),
         }
@@ -93,6 +101,12 @@ impl Socket {
     fn connecting<R>(&self, f: impl FnOnce(&mut Accept) -> R) -> Option<R> {
         let state = self.inner.connecting.as_ref()?;
         Some(f(&mut state.lock().unwrap_or_else(|e| e.into_inner())))
+    }
+
+    /// The gateway that holds the socket: the one its id names, unless the
+    /// session was handed over to another.
+    fn gateway(&self) -> GatewayId {
+        self.inner.holder.unwrap_or_else(|| self.id().gateway())
     }
 
     /// The socket id (also the name of the socket's own room).
@@ -136,7 +150,7 @@ impl Socket {
     }
 
     async fn command(&self, command: Command) -> Result<CommandReply, Error> {
-        let subject = self.emitter().subjects.gateway(self.id().gateway());
+        let subject = self.emitter().subjects.gateway(self.gateway());
         let reply = self
             .emitter()
             .bus
@@ -161,7 +175,7 @@ impl Socket {
                 packet: args::event_packet(self.ns(), event, args)?,
             },
         };
-        let subject = self.emitter().subjects.gateway(self.id().gateway());
+        let subject = self.emitter().subjects.gateway(self.gateway());
         Ok(self
             .emitter()
             .bus
@@ -181,7 +195,7 @@ impl Socket {
                 packet: args::encode(self.ns(), event)?,
             },
         };
-        let subject = self.emitter().subjects.gateway(self.id().gateway());
+        let subject = self.emitter().subjects.gateway(self.gateway());
         Ok(self
             .emitter()
             .bus

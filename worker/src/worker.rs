@@ -531,7 +531,7 @@ async fn event(message: &mut Message, handlers: &Namespace, emitter: Emitter) ->
             events.socket.clone(),
             emitter.clone(),
             slot.clone(),
-            events.delivery.attempt,
+            events.delivery,
         );
         let run = match handlers.events.get(event.event.as_ref()) {
             Some(handler) => handler(socket, &event.data, &event.attachments),

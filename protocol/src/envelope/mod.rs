@@ -156,6 +156,10 @@ pub struct Delivery {
     /// [`EventReply::Working`] well within it. 0 when nobody waits (no
     /// reply subject).
     pub lease_ms: u32,
+    /// The gateway that holds the socket, when it is not the one its id
+    /// names (the session was handed over): commands for the socket go
+    /// there, so they reach it even once the first gateway is gone.
+    pub holder: Option<GatewayId>,
 }
 
 /// What a worker says on the reply subject of [`Events`]. Indexes count
@@ -627,6 +631,7 @@ mod tests {
                 ack: true,
             }],
             delivery: Delivery {
+                holder: None,
                 attempt: 1,
                 lease_ms: 5000,
             },
