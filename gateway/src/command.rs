@@ -3,15 +3,19 @@
 //! some of them by socket id, polling requests and hand-overs of its
 //! sessions. Commands for sockets it handed over go on to their gateway.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use sio_bus::Message;
-use sio_protocol::envelope::{self, AckReply, Command, CommandReply, Emit, SocketCommand};
+use sio_protocol::envelope::{
+    self, AckReply, Command, CommandReply, Emit, Presence, SocketCommand,
+};
 use sio_protocol::id::{GatewayId, Sid, SocketId};
 use sio_protocol::socketio::{Event, Kind, Packet};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::config::ms;
 use crate::node::Node;
@@ -22,8 +26,11 @@ use crate::{delivery, event, handover};
 /// layer's, handed in so that this file need not reach up to it).
 pub(crate) type Poll = fn(Arc<Node>, Sid, bool, bytes::Bytes) -> BoxFuture<'static, CommandReply>;
 
-/// Serves `P.gw.<id>` until the bus goes away.
-pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll: Poll) {
+/// Serves `P.gw.<id>` until the bus goes away: this gateway's own, or
+/// (`poll` `None`) that of a gateway that died after handing sessions over
+/// to this one, for the sockets it holds of them (another heir may hold
+/// the others: it stays silent on those).
+pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll: Option<Poll>) {
     while let Some(message) = sub.next().await {
         let Some(node) = node.upgrade() else {
             return;
@@ -39,6 +46,10 @@ pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll
         // Applied here, in order (a hand-over relies on it: whatever came
         // before its release was applied to the sockets it moves); what
         // then waits runs on its own.
+        let inherited = poll.is_none();
+        if inherited && !held_here(&node, &command) {
+            continue;
+        }
         match apply(&node, command, &message, poll) {
             Applied::Reply(reply) => answer(&node, message.reply, reply).await,
             Applied::Wait(wait) => {
@@ -68,15 +79,29 @@ async fn answer(node: &Node, to: Option<String>, reply: CommandReply) {
     }
 }
 
-fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Poll) -> Applied {
+/// Whether a command for a gateway that died is this one's to apply.
+fn held_here(node: &Node, command: &Command) -> bool {
+    match command {
+        Command::Socket { socket, .. } => node.registry.socket(socket).is_some(),
+        Command::Broadcast(_) => true,
+        _ => false,
+    }
+}
+
+fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Poll>) -> Applied {
     let (id, action) = match command {
         Command::Broadcast(emit) => {
             delivery::deliver_emit(node, &emit);
-            forward_broadcast(node, &emit, message);
+            if poll.is_some() {
+                forward_broadcast(node, &emit, message);
+            }
             return Applied::Reply(CommandReply::Done);
         }
         Command::Socket { socket, action } => (socket, action),
         Command::Poll { sid, post, body } => {
+            let Some(poll) = poll else {
+                return Applied::Reply(CommandReply::UnknownSocket);
+            };
             return Applied::Wait(poll(node.clone(), sid, post, body));
         }
         Command::Probe { sid } => return Applied::Reply(handover::probe(node, sid)),
@@ -199,4 +224,51 @@ pub(crate) fn emit_with_ack(
     let packet = Packet::new(socket.ns.clone(), Kind::Event(event.with_id(id)));
     node.send_to(socket, &socket::frames(&packet));
     Some((id, answer))
+}
+
+/// Watches `P.hb` for the gateways this one took sessions over from;
+/// once one has been silent for three of its heartbeat intervals (it died),
+/// serves its `P.gw` subject for the sockets it handed over here, so that
+/// commands addressed to them by id still reach them. A gateway heard
+/// again is given its subject back.
+pub(crate) async fn inherit(node: Weak<Node>, mut heartbeats: sio_bus::Subscription) {
+    let mut heard: HashMap<GatewayId, (Instant, Duration)> = HashMap::new();
+    let mut inherited: HashMap<GatewayId, tokio::task::AbortHandle> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            message = heartbeats.next() => {
+                let Some(message) = message else { return };
+                let Ok(presence) = envelope::decode_owned::<Presence>(&message.payload) else {
+                    continue;
+                };
+                let every = Duration::from_millis(presence.interval_ms.max(100));
+                heard.insert(presence.gateway, (Instant::now(), every));
+                if let Some(task) = inherited.remove(&presence.gateway) {
+                    task.abort();
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        let Some(n) = node.upgrade() else { return };
+        for owner in n.registry.owners() {
+            if inherited.contains_key(&owner) {
+                continue;
+            }
+            // Never heard (it died before this gateway listened): as if
+            // heard when this gateway took its first session over.
+            let (last, every) = *heard
+                .entry(owner)
+                .or_insert((Instant::now(), ms(n.config.heartbeat_interval.max(100))));
+            if last.elapsed() < every * 3 {
+                continue;
+            }
+            let Ok(sub) = n.bus.subscribe(n.subjects.gateway(owner)).await else {
+                continue;
+            };
+            tracing::info!(gateway = %owner, "serving the sockets a dead gateway handed over");
+            let task = tokio::spawn(serve(node.clone(), sub, None));
+            inherited.insert(owner, task.abort_handle());
+        }
+    }
 }

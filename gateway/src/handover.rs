@@ -304,6 +304,7 @@ async fn adopt(node: &Arc<Node>, sid: Sid) -> Option<Arc<Client>> {
     for socket in &sockets {
         node.send(&client.session, socket.release(&delivered));
     }
+    node.registry.took_from(sid.gateway());
     node.metrics.sessions_taken.inc();
     tracing::debug!(%sid, "session taken over");
     Some(client)

@@ -94,8 +94,10 @@ impl Gateway {
         tokio::spawn(command::serve(
             weak.clone(),
             commands,
-            transport::polling::forwarded,
+            Some(transport::polling::forwarded),
         ));
+        let heartbeats = node.bus.subscribe(node.subjects.heartbeat()).await?;
+        tokio::spawn(command::inherit(weak.clone(), heartbeats));
         let control = node.bus.subscribe(node.subjects.control()).await?;
         tokio::spawn(control::serve(weak.clone(), control));
         let replies = node.bus.subscribe(node.replies.subject()).await?;

@@ -26,6 +26,8 @@ pub(crate) struct Registry {
     rooms: Mutex<RoomIndex>,
     recent: Mutex<Recent>,
     moved: Mutex<Moved>,
+    /// The gateways this one took sessions over from.
+    owners: Mutex<HashSet<GatewayId>>,
     markers: Mutex<HashMap<EmitId, oneshot::Sender<()>>>,
     /// How many markers are awaited: an emit looks them up only then.
     awaited: AtomicUsize,
@@ -132,6 +134,15 @@ impl Registry {
     /// The socket now lives on `to`.
     pub(crate) fn moved(&self, socket: &Arc<Socket>, to: GatewayId) {
         lock(&self.moved).insert(socket, to);
+    }
+
+    /// This gateway took a session of `owner` over.
+    pub(crate) fn took_from(&self, owner: GatewayId) {
+        lock(&self.owners).insert(owner);
+    }
+
+    pub(crate) fn owners(&self) -> Vec<GatewayId> {
+        lock(&self.owners).iter().copied().collect()
     }
 
     /// Where a socket that was handed over lives now.

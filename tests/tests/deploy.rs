@@ -394,7 +394,7 @@ async fn sessions_through_round_robin_nginx() {
     let clients = |transports: &str, await_kill: bool| {
         let mut env = vec![
             ("SIO_URLS", url.as_str()),
-            ("SIO_CLIENTS", "60"),
+            ("SIO_CLIENTS", "200"),
             ("SIO_TRANSPORTS", transports),
         ];
         if await_kill {
@@ -426,12 +426,12 @@ async fn sessions_through_round_robin_nginx() {
         for addr in addrs {
             held.push(metric(addr, "sio_gateway_sessions").await);
         }
-        if held.iter().sum::<u64>() == 60 {
+        if held.iter().sum::<u64>() == 200 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(held.iter().sum::<u64>(), 60, "{held:?}");
+    assert_eq!(held.iter().sum::<u64>(), 200, "{held:?}");
     let victim = (0..3)
         .filter(|&i| held[i] > 0)
         .max_by_key(|&i| held[i])

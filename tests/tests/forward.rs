@@ -258,6 +258,27 @@ async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
         .await
         .unwrap();
     assert_eq!(ws.text().await, format!(r#"42["n",{}]"#, STREAMED + 1));
+    // Commands by socket id from anywhere (here an emitter's
+    // `to(socket id)`) reach it again once B knows A is gone (its
+    // heartbeats stopped) and serves A's subject for it.
+    let id = sockets[0].id().to_string();
+    let mut reached = false;
+    for _ in 0..50 {
+        io.of("/").to(id.clone()).emit("by_id", &()).await.unwrap();
+        if ws.text_within(Duration::from_millis(200)).await.is_some() {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "never reached by id");
+    // Late copies of the retries, if any, go by first.
+    while ws.text_within(Duration::from_millis(300)).await.is_some() {}
+    io.of("/").to(id).emit("by_id_once", &()).await.unwrap();
+    let mut once = 0;
+    while let Some(text) = ws.text_within(Duration::from_millis(300)).await {
+        once += usize::from(text == r#"42["by_id_once"]"#);
+    }
+    assert_eq!(once, 1);
 }
 
 /// The number of a `42["n",N]` packet.
