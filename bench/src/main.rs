@@ -54,7 +54,7 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         peers: Option<Vec<String>>,
         /// Scenarios: idle, burst, sparse, ack, stream, rooms, polling,
-        /// anywhere, floor (default all).
+        /// anywhere, balanced, floor (default all).
         #[arg(long, value_delimiter = ',')]
         scenarios: Option<Vec<String>>,
         /// Pin the servers to these CPUs (`taskset -c`); pin the generator
@@ -263,6 +263,22 @@ async fn suite(
             for elsewhere in [false, true] {
                 let what = format!("{transport:?} anywhere, elsewhere: {elsewhere}");
                 measure(&mut rows, what, bench.anywhere(transport, elsewhere)).await;
+            }
+        }
+    }
+
+    if wanted("balanced") {
+        let mut behind = vec![Target::SioNats { gateways: 3 }];
+        if peers
+            .iter()
+            .any(|p| matches!(p, Target::Node { processes: 2.. }))
+        {
+            behind.push(Target::Node { processes: 3 });
+        }
+        for t in &behind {
+            for sticky in [true, false] {
+                let what = format!("balanced (sticky: {sticky}) on {}", t.name());
+                measure(&mut rows, what, bench.balanced(t, sticky)).await;
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::scenario::Row;
 
 /// The scenarios in order, with the metric each one's ratio and plot use
 /// and whether more of it is better.
-const HEADLINES: [(&str, &str, &str, bool); 10] = [
+const HEADLINES: [(&str, &str, &str, bool); 11] = [
     ("idle", "1. Idle connections", "rss_per_conn_kib", false),
     ("burst", "2. Burst fan-out", "deliveries_per_s", true),
     ("sparse", "3. Sparse fan-out", "cpu_us_per_delivery", false),
@@ -28,6 +28,12 @@ const HEADLINES: [(&str, &str, &str, bool); 10] = [
         "9. Upgrade on any gateway",
         "cpu_us_per_delivery",
         false,
+    ),
+    (
+        "balanced",
+        "10. Through a load balancer",
+        "deliveries_per_s",
+        true,
     ),
     ("floor", "Floors: the parts underneath", "per_s", true),
 ];

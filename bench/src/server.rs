@@ -78,6 +78,7 @@ impl Running {
     pub(crate) fn cpu(&self) -> f64 {
         self.processes
             .iter()
+            .filter(|(role, _)| role != "nginx")
             .map(|(_, c)| c.id())
             .chain(self.nats.as_ref().and_then(NatsServer::pid))
             .map(cpu_seconds)
@@ -226,6 +227,45 @@ impl Launcher {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
+    }
+
+    /// Puts nginx in front of a started set of three servers, with the
+    /// committed config `deploy/nginx/nginx.conf` (sticky: hashed by
+    /// client address) or `nginx-round-robin.conf`; clients connect to it
+    /// from then on. Its CPU is not counted with the servers'.
+    pub(crate) fn balance(&self, running: &mut Running, sticky: bool) -> Result<(), String> {
+        let file = if sticky {
+            "nginx.conf"
+        } else {
+            "nginx-round-robin.conf"
+        };
+        let mut config = std::fs::read_to_string(self.root.join("deploy/nginx").join(file))
+            .map_err(|e| format!("{file}: {e}"))?;
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        config = config.replace("127.0.0.1:3000", &listen.to_string());
+        for (i, server) in running.addrs.iter().enumerate() {
+            config = config.replace(&format!("127.0.0.1:300{}", i + 1), &server.to_string());
+        }
+        let prefix = std::env::temp_dir().join(format!("sio-bench-nginx-{}", listen.port()));
+        std::fs::create_dir_all(prefix.join("tmp")).map_err(|e| e.to_string())?;
+        std::fs::write(prefix.join("nginx.conf"), config).map_err(|e| e.to_string())?;
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or("nginx is not installed")?;
+        let child = self
+            .command(nginx)
+            .arg("-p")
+            .arg(&prefix)
+            .args(["-c", "nginx.conf", "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("nginx: {e}"))?;
+        running.processes.push(("nginx".into(), child));
+        Self::wait_port(listen)?;
+        running.addrs = vec![listen];
         Ok(())
     }
 

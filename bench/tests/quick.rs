@@ -47,6 +47,7 @@ fn quick_suite_measures_every_scenario() {
         "polling",
         "forwarded",
         "handed_over",
+        "balanced",
     ] {
         let of: Vec<&Value> = rows.iter().filter(|r| r["scenario"] == scenario).collect();
         assert!(!of.is_empty(), "no {scenario} results");
@@ -57,13 +58,16 @@ fn quick_suite_measures_every_scenario() {
                 "ack" | "forwarded" => assert!(metric(row, "acks_per_s") > 0.0, "{row}"),
                 _ => assert_eq!(metric(row, "dropped"), 0.0, "{row}"),
             }
+            if scenario == "balanced" {
+                assert_eq!(metric(row, "failed_clients"), 0.0, "{row}");
+            }
             if scenario == "rooms" {
                 assert_eq!(metric(row, "emits_to_non_members"), 0.0, "{row}");
             }
         }
     }
     // Sessions served from the other gateway: local and elsewhere each.
-    for scenario in ["forwarded", "handed_over"] {
+    for scenario in ["forwarded", "handed_over", "balanced"] {
         assert_eq!(rows.iter().filter(|r| r["scenario"] == scenario).count(), 2);
     }
     // Three gateway counts in the many-gateways scenario.

@@ -4,6 +4,7 @@
 
 mod ack;
 mod anywhere;
+mod balanced;
 mod burst;
 mod idle;
 mod rooms;
