@@ -40,6 +40,7 @@ use sio_protocol::id::{GatewayId, Sid};
 use sio_protocol::socketio::Decoder;
 use tokio::time::Instant;
 
+use crate::address::Slot;
 use crate::client::Client;
 use crate::config::{Transport, ms};
 use crate::fault::Fault;
@@ -225,6 +226,7 @@ pub(crate) fn take(
     node: Arc<Node>,
     sid: Sid,
     mut ws: WebSocket,
+    address: Option<Slot>,
 ) -> impl Future<Output = ()> + Send {
     async move {
         let subject = node.subjects.gateway(sid.gateway());
@@ -241,7 +243,7 @@ pub(crate) fn take(
             if let Ok(command) = envelope::encode(&Command::Unprobe { sid }) {
                 node.publish_now(subject, command.into()).await;
             }
-        } else if let Some(client) = adopt(&node, sid).await {
+        } else if let Some(client) = adopt(&node, sid, address).await {
             websocket::carry(&node, &client, &mut ws).await;
         }
         websocket::close(&mut ws).await;
@@ -250,7 +252,7 @@ pub(crate) fn take(
 
 /// Steps 3 and 4: the session, live here; `None` if its owner did not
 /// give it (the websocket closes, and the client connects again).
-async fn adopt(node: &Arc<Node>, sid: Sid) -> Option<Arc<Client>> {
+async fn adopt(node: &Arc<Node>, sid: Sid, address: Option<Slot>) -> Option<Arc<Client>> {
     let to = node.id;
     let wait = ms(node.config.event_timeout) + CATCH_UP;
     let Some(CommandReply::Moving(moving)) =
@@ -259,7 +261,7 @@ async fn adopt(node: &Arc<Node>, sid: Sid) -> Option<Arc<Client>> {
         node.metrics.drop("hand_over_refused");
         return None;
     };
-    let (client, sockets) = create(node, sid, &moving)?;
+    let (client, sockets) = create(node, sid, &moving, address)?;
     for (socket, moved) in sockets.iter().zip(&moving.sockets) {
         delivery::join(node, socket, &moved.state.rooms).await;
     }
@@ -327,7 +329,12 @@ fn give_up_later(node: &Arc<Node>, socket: &Arc<Socket>) {
 /// The session and its sockets as the owner described them, in the
 /// registry, each socket holding what reaches it.
 /// The sockets come in the order of `moving`'s.
-fn create(node: &Arc<Node>, sid: Sid, moving: &Moving) -> Option<(Arc<Client>, Vec<Arc<Socket>>)> {
+fn create(
+    node: &Arc<Node>,
+    sid: Sid,
+    moving: &Moving,
+    address: Option<Slot>,
+) -> Option<(Arc<Client>, Vec<Arc<Socket>>)> {
     let handshake = EncodedHandshake::new(&moving.handshake).ok()?;
     let c = &node.config;
     let now = node.now();
@@ -344,7 +351,7 @@ fn create(node: &Arc<Node>, sid: Sid, moving: &Moving) -> Option<(Arc<Client>, V
         session.clone(),
         handshake.clone(),
         Decoder::new(c.max_attachments),
-        None,
+        address,
     ));
     let sockets = moving
         .sockets

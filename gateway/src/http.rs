@@ -140,18 +140,26 @@ async fn route(shared: &Arc<Node>, peer: SocketAddr, request: Request) -> Respon
                         _ => engine_error(ErrorCode::BadRequest),
                     }
                 }
-                // Its upgrade: the session moves here.
-                // A draining gateway takes none over: the client goes on
-                // polling where it is.
+                // Its upgrade: the session moves here. A draining gateway
+                // takes none over: the client goes on polling where it is.
                 Some(sid) if sid.gateway() != shared.id => match upgrade {
                     Some(_) if shared.is_draining() => {
                         StatusCode::SERVICE_UNAVAILABLE.into_response()
                     }
-                    Some(ws) if handover::ask(shared, sid).await => {
+                    Some(ws) => {
+                        // Counted here from now on, as a session opened here.
+                        let reported = client_handshake(shared, peer, &parts, Vec::new()).address;
+                        let address = match address_slot(shared, peer, &reported) {
+                            Ok(slot) => slot,
+                            Err(refused) => return refused.into_response(),
+                        };
+                        if !handover::ask(shared, sid).await {
+                            return engine_error(ErrorCode::SessionIdUnknown);
+                        }
                         let shared = shared.clone();
-                        configure(&shared, ws).on_upgrade(move |ws| handover::take(shared, sid, ws))
+                        configure(&shared, ws)
+                            .on_upgrade(move |ws| handover::take(shared, sid, ws, address))
                     }
-                    Some(_) => engine_error(ErrorCode::SessionIdUnknown),
                     None => engine_error(ErrorCode::BadRequest),
                 },
                 _ => engine_error(ErrorCode::SessionIdUnknown),
@@ -190,22 +198,9 @@ async fn route(shared: &Arc<Node>, peer: SocketAddr, request: Request) -> Respon
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let handshake = client_handshake(shared, peer, &parts, query.all);
-    // Behind a trusted proxy, sessions count against the address it
-    // reports (the TCP peer is the proxy); one it garbled, against the
-    // proxy's.
-    let limits = shared.config.per_address();
-    let address = match shared.config.trust_proxy && !limits.off() {
-        false => None,
-        true => {
-            let ip = handshake.address.parse().unwrap_or(peer.ip());
-            match shared.addresses.take(ip, limits) {
-                Ok(slot) => Some(slot),
-                Err(refusal) => {
-                    shared.metrics.drop(refusal.metric());
-                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
-                }
-            }
-        }
+    let address = match address_slot(shared, peer, &handshake.address) {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
     };
     let Ok(sid) = Sid::random(shared.id) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -277,6 +272,29 @@ fn open_packet(shared: &Node, sid: Sid, transport: Transport) -> String {
         max_payload: u64::try_from(c.max_http_buffer_size).unwrap_or(u64::MAX),
     };
     engineio::Packet::Open(handshake.to_json().into()).to_text()
+}
+
+/// Behind a trusted proxy with per-address limits, sessions count against
+/// the address it `reported` (the TCP peer is the proxy); one it garbled,
+/// against the proxy's. `Err` is the refusal's status (503, counted).
+fn address_slot(
+    shared: &Node,
+    peer: SocketAddr,
+    reported: &str,
+) -> Result<Option<crate::address::Slot>, StatusCode> {
+    let limits = shared.config.per_address();
+    if !shared.config.trust_proxy || limits.off() {
+        return Ok(None);
+    }
+    let ip = reported.parse().unwrap_or(peer.ip());
+    shared
+        .addresses
+        .take(ip, limits)
+        .map(Some)
+        .map_err(|refusal| {
+            shared.metrics.drop(refusal.metric());
+            StatusCode::SERVICE_UNAVAILABLE
+        })
 }
 
 fn client_handshake(

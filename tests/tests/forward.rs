@@ -15,14 +15,15 @@ use std::time::Duration;
 use sio_protocol::envelope::{self, Command, CommandReply};
 use sio_protocol::id::{GatewayId, Sid};
 use sio_protocol::subject::Subjects;
-use sio_tests::raw::{Polling, Ws, engine, http, metrics};
+use sio_tests::raw::{Polling, Ws, engine, http, metrics, packet};
 use sio_tests::{BusKind, TestGateway, on_both_buses, test_config};
 use sio_worker::{Emitter, Socket, Worker};
 
 on_both_buses!(
     polling_reaches_the_owner_from_any_gateway,
     an_upgrade_on_another_gateway_takes_the_session,
-    forged_hand_overs_are_refused
+    forged_hand_overs_are_refused,
+    a_session_taken_over_counts_where_it_lives
 );
 
 async fn polling_reaches_the_owner_from_any_gateway(kind: BusKind) {
@@ -343,4 +344,49 @@ async fn forged_hand_overs_are_refused(kind: BusKind) {
         started.elapsed() < Duration::from_secs(2),
         "no timeout waited"
     );
+}
+
+/// Behind a trusted proxy with one session per client address: a session
+/// taken over counts against its address on the gateway that holds it,
+/// and no longer on the one that opened it.
+async fn a_session_taken_over_counts_where_it_lives(kind: BusKind) {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest as _};
+
+    let bus = kind.start().await;
+    let config = || sio_gateway::Config {
+        trust_proxy: true,
+        max_connections_per_address: 1,
+        ..test_config()
+    };
+    let a = TestGateway::start(config(), bus.bus.clone()).await;
+    let b = TestGateway::start(config(), bus.bus.clone()).await;
+    const FROM: (&str, &str) = ("X-Forwarded-For", "203.0.113.9");
+    let open =
+        |addr| async move { http(addr, "GET", &engine(packet::POLLING), &[FROM], b"").await };
+    let first = open(a.addr).await;
+    assert_eq!(first.status, 200);
+    let sid = packet::sid(&packet::open(&first.text()).unwrap())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        open(a.addr).await.status,
+        503,
+        "one session per address on A"
+    );
+    let url = packet::ws_url(b.addr, &format!("EIO=4&transport=websocket&sid={sid}"));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert(FROM.0, FROM.1.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws.send(Message::text("2probe")).await.unwrap();
+    let answer = ws.next().await.unwrap().unwrap();
+    assert_eq!(answer.to_text().unwrap(), "3probe");
+    ws.send(Message::text("5")).await.unwrap();
+    // The hand-over is done once B pings the session.
+    let ping = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert_eq!(ping.unwrap().unwrap().unwrap().to_text().unwrap(), "2");
+    assert_eq!(open(b.addr).await.status, 503, "counted on B now");
+    assert_eq!(open(a.addr).await.status, 200, "and no longer on A");
 }
