@@ -10,22 +10,28 @@
 //! 2. B answers the client's `2probe` and tells A `Probed`; A releases the
 //!    pending GET with a noop, as for a local upgrade.
 //! 3. On the client's `5`, B asks `HandOver`. A refuses polling from now
-//!    on, waits until the sockets' events are handled and their connects
-//!    decided, and answers `Moving` (handshake; sockets with auth, data,
-//!    rooms); it notes the emits it queues for them from then on.
+//!    on, waits until the sockets' connects are decided, and answers
+//!    `Moving` (handshake; sockets with auth, data, rooms); it notes the
+//!    emits it queues for them from then on.
 //! 4. B creates the session and its sockets, holding what reaches them
 //!    (with emit ids), subscribes to their rooms and namespaces, and asks
 //!    `Release`. A publishes a marker on each of those subjects and waits
 //!    until its own subscriptions hear them back: every emit the bus
 //!    routed to A before B subscribed has then been queued by A. A lets
 //!    the sockets go without a disconnect, answers `Released` (what it
-//!    queued meanwhile, and the ids of the emits in it) and forwards later
-//!    `P.gw` commands for the sockets to B, which sends A's frames, then
-//!    what it held but A's emits, then serves the websocket.
+//!    queued meanwhile, the ids of the emits in it, each socket's state)
+//!    and forwards later `P.gw` commands for the sockets to B, which sends
+//!    A's frames, then what it held but A's emits, then serves the
+//!    websocket.
 //!
 //! So an emit reaches the socket once: A queued it (and B drops its
 //! copy), or A heard it after its marker, and B, subscribed before the
-//! marker was sent, has it too.
+//! marker was sent, has it too. Events A was still handling finish there
+//! (their acks go on to B, and the client's answers to A's server emits
+//! come back as `ClientAck`); B holds the socket's next events until A says
+//! `Settled`, so they still run one after another. Workers reach the
+//! socket at B directly from its events (`Delivery::holder`), and B serves
+//! A's subject for it once A is dead (`command::inherit`).
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -56,7 +62,7 @@ use crate::{delivery, event};
 /// for).
 const CATCH_UP: Duration = Duration::from_secs(2);
 
-/// How often an owner looks whether a session's events are handled.
+/// How often an owner looks whether a session's connects are decided.
 const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 // The owner's side.

@@ -8,6 +8,9 @@ const assert = require("node:assert/strict");
 const { io } = require("socket.io-client");
 
 const URL = process.env.SIO_URL || "http://127.0.0.1:3000";
+// SIO_TRANSPORTS ("polling", comma-separated) replaces the client's default
+// transports wherever a test does not choose its own.
+const DEFAULTS = process.env.SIO_TRANSPORTS ? { transports: process.env.SIO_TRANSPORTS.split(",") } : {};
 const TIMEOUT = 5000;
 
 // Every socket a test opened is closed at the end, even after a failure,
@@ -16,7 +19,7 @@ const opened = new Set();
 after(() => { for (const socket of opened) socket.close(); });
 
 function open(nsp, opts = {}) {
-  const socket = io(URL + nsp, { reconnection: false, timeout: TIMEOUT, ...opts });
+  const socket = io(URL + nsp, { reconnection: false, timeout: TIMEOUT, ...DEFAULTS, ...opts });
   opened.add(socket);
   return new Promise((resolve, reject) => {
     socket.once("connect", () => resolve(socket));
@@ -86,7 +89,7 @@ test("acks from the server to the client", async () => {
 test("auth accepted and refused with data", async () => {
   await assert.rejects(chatter(""), (err) => err.message === "choose a nickname (1 to 32 characters)");
   const welcome = new Promise((resolve) => {
-    const socket = io(URL, { auth: { nickname: "ada" }, reconnection: false });
+    const socket = io(URL, { auth: { nickname: "ada" }, reconnection: false, ...DEFAULTS });
     opened.add(socket);
     socket.once("welcome", (...args) => resolve([socket, args]));
   });

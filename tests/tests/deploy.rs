@@ -410,6 +410,7 @@ async fn sessions_through_round_robin_nginx() {
     // same balancer.
     python_suite(&url).await;
     node_suite("tests/js/", &url, &[]).await;
+    node_suite("tests/js/", &url, &[("SIO_TRANSPORTS", "polling")]).await;
     let (mut forwarded, mut taken) = (0, 0);
     for addr in addrs {
         forwarded += metric(addr, "sio_gateway_polls_forwarded_total").await;
