@@ -15,6 +15,7 @@ use crate::server::Target;
 impl Bench {
     pub(crate) async fn balanced(&self, target: &Target, sticky: bool) -> Result<Row, String> {
         let mut running = self.launcher.start(target)?;
+        let servers = running.addrs.clone();
         self.launcher.balance(&mut running, sticky)?;
         let (clients, messages) = (self.sizes.fanout_clients, self.sizes.burst_messages);
         let counter = Arc::new(AtomicU64::new(0));
@@ -28,6 +29,14 @@ impl Bench {
             then: None,
         });
         let connected = Clients::connect(specs, 256).await;
+        // How the balancer spread the sessions (sio-nats says on /metrics).
+        let mut held = Vec::new();
+        if matches!(target, Target::SioNats { .. }) {
+            for server in servers {
+                let metrics = sio_tests::raw::metrics(server).await;
+                held.push(metrics.get("sio_gateway_sessions").unwrap_or(0));
+            }
+        }
         let how = if sticky { "sticky" } else { "round robin" };
         let params = format!("{clients} clients × {messages}, nginx {how}");
         let (mut row, delivered) = self
@@ -39,6 +48,10 @@ impl Bench {
             .filter(|r| r.error.is_some())
             .count();
         row.metrics.push(("failed_clients".into(), failed as f64));
+        if let Some(most) = held.iter().max() {
+            let share = *most as f64 / held.iter().sum::<u64>().max(1) as f64;
+            row.metrics.push(("busiest_gateway_share".into(), share));
+        }
         Ok(row)
     }
 }
