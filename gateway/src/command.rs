@@ -176,21 +176,10 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
     Applied::Reply(CommandReply::Done)
 }
 
-/// Sends a command, as it came, to the gateway a socket was handed to.
-fn forward(node: &Arc<Node>, to: GatewayId, message: &Message) {
-    let subject = node.subjects.gateway(to);
-    let payload = message.payload.clone();
-    let reply = message.reply.clone();
-    let node = node.clone();
-    tokio::spawn(async move {
-        let sent = match reply {
-            Some(reply) => node.bus.publish_with_reply(subject, reply, payload).await,
-            None => node.bus.publish(subject, payload).await,
-        };
-        if sent.is_err() {
-            node.metrics.drop("bus_unavailable");
-        }
-    });
+/// Sends a command, as it came, to the gateway a socket was handed to (in
+/// the order they came).
+fn forward(node: &Node, to: GatewayId, message: &Message) {
+    node.command_bytes(to, message.reply.clone(), message.payload.clone());
 }
 
 /// A broadcast that targets sockets handed over by id goes on to their

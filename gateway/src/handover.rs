@@ -235,20 +235,11 @@ pub(crate) fn take(
     address: Option<Slot>,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let subject = node.subjects.gateway(sid.gateway());
-        let probed = || {
-            let node = node.clone();
-            let subject = subject.clone();
-            tokio::spawn(async move {
-                if let Ok(command) = envelope::encode(&Command::Probed { sid }) {
-                    node.publish_now(subject, command.into()).await;
-                }
-            });
-        };
+        // In order: a `Probed` never overtakes the `Unprobe` after it.
+        let owner = sid.gateway();
+        let probed = || node.command(owner, &Command::Probed { sid });
         if !websocket::switch(&node, &mut ws, std::future::pending(), probed).await {
-            if let Ok(command) = envelope::encode(&Command::Unprobe { sid }) {
-                node.publish_now(subject, command.into()).await;
-            }
+            node.command(owner, &Command::Unprobe { sid });
         } else if let Some(client) = adopt(&node, sid, address).await {
             websocket::carry(&node, &client, &mut ws).await;
         }

@@ -49,8 +49,9 @@ pub(crate) struct Node {
     seen: tokio::sync::watch::Sender<Seen>,
     /// Events the workers said may run out of order, by namespace.
     unordered: Mutex<HashMap<String, HashSet<String>>>,
-    /// Commands to other gateways, published in the order they are made.
-    commands: tokio::sync::mpsc::Sender<(String, Bytes)>,
+    /// Commands to other gateways (subject, reply subject, payload),
+    /// published in the order they are made.
+    commands: tokio::sync::mpsc::Sender<(String, Option<String>, Bytes)>,
 }
 
 /// Commands to other gateways that may wait for the bus; past it, the
@@ -78,11 +79,15 @@ impl Node {
         subjects: Subjects,
     ) -> Self {
         let metrics = Metrics::default();
-        let (commands, mut queued) = tokio::sync::mpsc::channel::<(String, Bytes)>(COMMANDS);
+        let (commands, mut queued) = tokio::sync::mpsc::channel(COMMANDS);
         let (publisher, errors) = (bus.clone(), metrics.bus_errors.clone());
         tokio::spawn(async move {
-            while let Some((subject, payload)) = queued.recv().await {
-                if publisher.publish(subject, payload).await.is_err() {
+            while let Some((subject, reply, payload)) = queued.recv().await {
+                let sent = match reply {
+                    Some(reply) => publisher.publish_with_reply(subject, reply, payload).await,
+                    None => publisher.publish(subject, payload).await,
+                };
+                if sent.is_err() {
                     errors.inc();
                 }
             }
@@ -334,11 +339,16 @@ impl Node {
 
     /// Sends a command to another gateway, in the order of the calls.
     pub(crate) fn command(&self, to: GatewayId, command: &Command) {
-        let Ok(payload) = envelope::encode(command) else {
-            return;
-        };
+        if let Ok(payload) = envelope::encode(command) {
+            self.command_bytes(to, None, payload.into());
+        }
+    }
+
+    /// [`Node::command`] for a command already encoded (one forwarded as
+    /// it came, answered to `reply`).
+    pub(crate) fn command_bytes(&self, to: GatewayId, reply: Option<String>, payload: Bytes) {
         let subject = self.subjects.gateway(to);
-        if self.commands.try_send((subject, payload.into())).is_err() {
+        if self.commands.try_send((subject, reply, payload)).is_err() {
             self.metrics.drop("bus_unavailable");
         }
     }
