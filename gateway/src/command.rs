@@ -50,8 +50,19 @@ pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll
         if inherited && !held_here(&node, &command) {
             continue;
         }
+        // A socket being handed over here: its commands apply once it has
+        // its final state (in order: the loop waits).
+        if let Command::Socket { socket, .. } = &command {
+            if let Some(socket) = node.registry.socket(socket) {
+                socket.arrived(handover::ARRIVAL).await;
+            }
+        }
         match apply(&node, command, &message, poll) {
             Applied::Reply(reply) => answer(&node, message.reply, reply).await,
+            Applied::Inline(wait) => {
+                let reply = wait.await;
+                answer(&node, message.reply, reply).await;
+            }
             Applied::Wait(wait) => {
                 tokio::spawn(async move {
                     let reply = wait.await;
@@ -68,6 +79,9 @@ enum Applied {
     Reply(CommandReply),
     /// The reply comes once this resolves.
     Wait(BoxFuture<'static, CommandReply>),
+    /// The same, resolved before the next command is applied (a hand-over's
+    /// release: no command for the sockets it moves runs beside it).
+    Inline(BoxFuture<'static, CommandReply>),
     /// It was for a socket handed over to another gateway: that one got
     /// the command as it came, and answers it.
     Forwarded,
@@ -79,20 +93,25 @@ async fn answer(node: &Node, to: Option<String>, reply: CommandReply) {
     }
 }
 
-/// Whether a command for a gateway that died is this one's to apply.
+/// Whether a command for a gateway that died is this one's to apply: for
+/// a socket it holds, a broadcast, or one about a session (which only the
+/// dead gateway had: answered "unknown" at once, as nobody would be).
+/// Commands for other sockets are left to the heir that holds them.
 fn held_here(node: &Node, command: &Command) -> bool {
     match command {
         Command::Socket { socket, .. } => node.registry.socket(socket).is_some(),
-        Command::Broadcast(_) => true,
-        _ => false,
+        Command::Broadcast(_) | Command::Poll { .. } | Command::Probe { .. } => true,
+        Command::HandOver { .. } | Command::Release { .. } => true,
+        Command::Probed { .. } | Command::Unprobe { .. } => false,
     }
 }
 
 fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Poll>) -> Applied {
     let (id, action) = match command {
         Command::Broadcast(emit) => {
-            delivery::deliver_emit(node, &emit);
-            if poll.is_some() {
+            // A copy already delivered here (on a room subject) was
+            // forwarded, or handed over, with the rest of it.
+            if delivery::deliver_emit(node, &emit) && poll.is_some() {
                 forward_broadcast(node, &emit, message);
             }
             return Applied::Reply(CommandReply::Done);
@@ -117,7 +136,7 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
             return Applied::Wait(Box::pin(handover::give(node.clone(), sid, to)));
         }
         Command::Release { sid } => {
-            return Applied::Wait(Box::pin(handover::release(node.clone(), sid)));
+            return Applied::Inline(Box::pin(handover::release(node.clone(), sid)));
         }
     };
     let Some(socket) = node.registry.socket(&id) else {
@@ -240,7 +259,12 @@ pub(crate) async fn inherit(node: Weak<Node>, mut heartbeats: sio_bus::Subscript
             _ = tick.tick() => {}
         }
         let Some(n) = node.upgrade() else { return };
-        for owner in n.registry.owners() {
+        let owners = n.registry.owners();
+        // Gateways long gone that handed nothing over here are forgotten.
+        heard.retain(|gateway, (last, every)| {
+            owners.contains(gateway) || last.elapsed() < *every * 10
+        });
+        for owner in owners {
             if inherited.contains_key(&owner) {
                 continue;
             }

@@ -71,7 +71,9 @@ fn interest(node: &Arc<Node>, target: Target<'_>) -> Interest {
 fn on_emit(node: &Arc<Node>, payload: &bytes::Bytes) {
     node.metrics.emits_received.inc();
     match Emit::decode_shared(payload) {
-        Ok(emit) => deliver_emit(node, &emit),
+        Ok(emit) => {
+            deliver_emit(node, &emit);
+        }
         Err(error) => {
             tracing::error!(%error, "bad emit envelope");
             node.metrics.drop("bad_envelope");
@@ -80,20 +82,22 @@ fn on_emit(node: &Arc<Node>, payload: &bytes::Bytes) {
 }
 
 /// Delivers an emit to its local recipients, once per socket even when it
-/// reached this gateway on several subjects.
-pub(crate) fn deliver_emit(node: &Arc<Node>, emit: &Emit) {
+/// reached this gateway on several subjects; false for a copy seen before
+/// (or a marker).
+pub(crate) fn deliver_emit(node: &Arc<Node>, emit: &Emit) -> bool {
     if node.registry.marker(emit.id) {
-        return;
+        return false;
     }
     if emit.rooms.len() > 1 && !node.registry.first_sight(emit.id) {
-        return;
+        return false;
     }
     let Some(frames) = packet_frames(node, &emit.packet) else {
-        return;
+        return true;
     };
     for socket in node.registry.select(&emit.ns, &emit.rooms, &emit.except) {
         deliver(node, &socket, Some(emit.id), &frames, emit.volatile);
     }
+    true
 }
 
 /// Queues an emit's frames for one socket. A volatile emit is dropped for

@@ -131,10 +131,12 @@ async fn drive(node: Arc<Node>, socket: Arc<Socket>, mut job: Job) {
         }
     }
     // Handed over meanwhile: its new gateway may go on with its events.
-    if let Some(to) = socket.moved_to() {
+    // Sent through this gateway's own `P.gw` subject, which forwards it:
+    // behind what the handlers sent the socket there before their Done.
+    if socket.moved_to().is_some() {
         let action = SocketCommand::Settled;
         node.command(
-            to,
+            node.id,
             &Command::Socket {
                 socket: socket.id,
                 action,
@@ -146,9 +148,13 @@ async fn drive(node: Arc<Node>, socket: Arc<Socket>, mut job: Job) {
 /// The gateway a socket was handed over by finished its events (or is
 /// given up on): its queue here goes on.
 pub(crate) fn settled(node: &Arc<Node>, socket: &Arc<Socket>) {
-    if !socket.stop_awaiting() {
-        return;
+    if socket.settle() {
+        resume(node, socket);
     }
+}
+
+/// Goes on with a socket's queue that was held.
+pub(crate) fn resume(node: &Arc<Node>, socket: &Arc<Socket>) {
     if let Some(job) = socket.next_job() {
         tokio::spawn(drive(node.clone(), socket.clone(), job));
     }

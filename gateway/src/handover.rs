@@ -15,7 +15,8 @@
 //!    emits it queues for them from then on.
 //! 4. B creates the session and its sockets, holding what reaches them
 //!    (with emit ids), subscribes to their rooms and namespaces, and asks
-//!    `Release`. A publishes a marker on each of those subjects and waits
+//!    `Release`. A (in its `P.gw` loop, so that no command for the sockets
+//!    runs beside it) publishes a marker on each of those subjects and waits
 //!    until its own subscriptions hear them back: every emit the bus
 //!    routed to A before B subscribed has then been queued by A. A lets
 //!    the sockets go without a disconnect, answers `Released` (what it
@@ -61,6 +62,13 @@ use crate::{delivery, event};
 /// lets go anyway (its bus is away, and so are the emits it would wait
 /// for).
 const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// Most of what an owner hands over queued in one reply (under NATS's
+/// default max_payload); past it, it keeps the session.
+const RELEASE_BYTES: usize = 512 << 10;
+
+/// How long commands for a socket being handed over here wait for it.
+pub(crate) const ARRIVAL: Duration = Duration::from_secs(5);
 
 /// How often an owner looks whether a session's connects are decided.
 const SETTLE_POLL: Duration = Duration::from_millis(5);
@@ -125,7 +133,8 @@ pub(crate) async fn give(node: Arc<Node>, sid: Sid, to: GatewayId) -> CommandRep
     while !client.is_settled() {
         if Instant::now() >= deadline || client.session.is_closed() {
             // A connect outlasts the bound: the session ends here, and the
-            // client connects again.
+            // client connects again (counted as the polling it was).
+            client.session.state().transport = Transport::Polling;
             node.close(&client.session, Fault::ConnectionLost);
             return CommandReply::UnknownSocket;
         }
@@ -154,7 +163,18 @@ pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
         return CommandReply::UnknownSocket;
     };
     let sockets = client.sockets();
-    catch_up(&node, &sockets).await;
+    let _ = tokio::time::timeout(CATCH_UP, catch_up(&node, &sockets)).await;
+    let session = &client.session;
+    // Closed meanwhile (the workers heard its disconnect), or more queued
+    // than one reply carries: the session stays, and the new gateway
+    // gives up.
+    if session.is_closed() || session.outbox.queued_bytes() > RELEASE_BYTES {
+        return CommandReply::UnknownSocket;
+    }
+    // No GET holds the queue: polling was refused since `HandOver`.
+    let Some(mut reader) = session.outbox.try_reader() else {
+        return CommandReply::UnknownSocket;
+    };
     // Rooms and data as they are now: the hand-off takes the sockets out
     // of their rooms here. Whether events are still handled here, once
     // they are marked moved (so that one finishing later says so to `to`).
@@ -163,11 +183,8 @@ pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
     for (state, socket) in states.iter_mut().zip(&sockets) {
         state.busy = !socket.is_idle();
     }
-    let session = &client.session;
-    let frames = match tokio::time::timeout(CATCH_UP, session.outbox.reader()).await {
-        Ok(mut reader) => reader.take(),
-        Err(_) => Default::default(),
-    };
+    let frames = reader.take();
+    drop(reader);
     session.close(Fault::HandedOver);
     let frames = frames
         .into_iter()
@@ -195,7 +212,6 @@ async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
             subjects.insert((socket.ns.clone(), node.subjects.room(&socket.ns, &room)));
         }
     }
-    let deadline = Instant::now() + CATCH_UP;
     let mut ids = Vec::new();
     let mut waits = Vec::new();
     for (ns, subject) in subjects {
@@ -206,10 +222,20 @@ async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
         ids.push(id);
         node.publish_now(subject, marker).await;
     }
+    // Forgotten however this ends (the caller bounds it in time).
+    let _forget = Forget(node, ids);
     for wait in waits {
-        let _ = tokio::time::timeout_at(deadline, wait).await;
+        let _ = wait.await;
     }
-    node.registry.forget_markers(&ids);
+}
+
+/// Stops waiting for a catch-up's markers when dropped.
+struct Forget<'a>(&'a Node, Vec<sio_protocol::envelope::EmitId>);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.registry.forget_markers(&self.1);
+    }
 }
 
 // The side of the gateway with the websocket.
@@ -262,27 +288,39 @@ async fn adopt(node: &Arc<Node>, sid: Sid, address: Option<Slot>) -> Option<Arc<
     for (socket, moved) in sockets.iter().zip(&moving.sockets) {
         delivery::join(node, socket, &moved.state.rooms).await;
     }
-    let Some(CommandReply::Released(released)) =
-        request(node, sid, &Command::Release { sid }, CATCH_UP * 2).await
-    else {
-        // The owner may have let it go or not: neither serves it now, and
-        // its heartbeat ends it there.
+    // The owner answers within its catch-up bound, well inside this.
+    let released = request(node, sid, &Command::Release { sid }, CATCH_UP * 2).await;
+    let Some(CommandReply::Released(released)) = released else {
+        // The owner kept the session (its heartbeat ends it there, and
+        // the workers hear it from there); only a reply lost on the bus
+        // after it let go leaves the workers without a disconnect.
         node.metrics.drop("hand_over_refused");
         for socket in &sockets {
-            socket.leave();
-            node.registry.remove_socket(&socket.id);
-            node.registry.unindex(socket);
+            forget(node, &client, socket);
         }
         node.close(&client.session, Fault::ConnectionLost);
         return None;
     };
+    // A socket that left at the owner meanwhile (it told the workers):
+    // not here either.
+    for socket in &sockets {
+        if !released.sockets.iter().any(|s| s.id == socket.id) {
+            forget(node, &client, socket);
+        }
+    }
+    // Its emits reach the sockets once, also when one comes again on
+    // another subject (a room and a socket id).
+    for id in &released.delivered {
+        node.registry.first_sight(*id);
+    }
     // What a worker changed meanwhile, and what the owner still does.
     for now in &released.sockets {
         let Some(socket) = sockets.iter().find(|s| s.id == now.id) else {
             continue;
         };
-        socket.arrive(now);
-        if now.busy {
+        if socket.arrive(now) {
+            event::resume(node, socket);
+        } else if now.busy {
             give_up_later(node, socket);
         }
         socket.set_data(now.state.data.clone());
@@ -302,11 +340,25 @@ async fn adopt(node: &Arc<Node>, sid: Sid, address: Option<Slot>) -> Option<Arc<
     let delivered: HashSet<_> = released.delivered.into_iter().collect();
     for socket in &sockets {
         node.send(&client.session, socket.release(&delivered));
+        // Commands for it apply from now on, on top of this.
+        socket.set_arriving(false);
     }
     node.registry.took_from(sid.gateway());
     node.metrics.sessions_taken.inc();
     tracing::debug!(%sid, "session taken over");
     Some(client)
+}
+
+/// Takes a socket out of this gateway without telling the workers (its
+/// first gateway did, or still serves it).
+fn forget(node: &Node, client: &Client, socket: &Arc<Socket>) {
+    socket.set_arriving(false);
+    if client.remove(socket) && socket.leave() {
+        node.registry.remove_socket(&socket.id);
+        node.registry.unindex(socket);
+        node.metrics
+            .socket_left(crate::client::namespace_label(&node.config, &socket.ns));
+    }
 }
 
 /// The socket's events go on here once the owner could no longer be
@@ -364,6 +416,7 @@ fn create(
             )
             .ok()?;
             socket.set_data(moved.state.data.clone());
+            socket.set_arriving(true);
             // One socket per namespace, or none at all (only a forged
             // hand-over has two).
             client.establish(&Arc::new(socket)).then_some(())?;

@@ -262,7 +262,12 @@ impl Node {
         frames: &[Frame],
     ) {
         if let Some(to) = socket.moved_to() {
-            self.forward_frames(socket, to, frames);
+            // An emit from a room or namespace reaches it at `to` on that
+            // gateway's own subscription (taken before the hand-over's
+            // markers); the rest (acks, direct emits) goes there from here.
+            if emit.is_none() {
+                self.forward_frames(socket, to, frames);
+            }
             return;
         }
         match socket.hold(emit, frames, self.config.send_queue_packets) {
@@ -360,15 +365,15 @@ impl Node {
     /// caller to take; its transports are done.
     pub(crate) fn hand_off(self: &Arc<Self>, client: &Client, to: GatewayId) {
         for socket in client.sockets() {
+            // Moved before it is gone: an ack of an event still handled
+            // here finds where to go at any moment.
+            socket.moved(to);
             if !client.remove(&socket) || !socket.leave() {
                 continue;
             }
             self.registry.moved(&socket, to);
             self.registry.remove_socket(&socket.id);
-            // Out of its rooms first: what reaches it here from now on
-            // (acks of the events still handled here) goes to `to`.
             self.registry.unindex(&socket);
-            socket.moved(to);
             self.metrics
                 .socket_left(crate::client::namespace_label(&self.config, &socket.ns));
         }

@@ -121,6 +121,11 @@ impl Outbox {
         self.shared.closed.load(Ordering::Acquire)
     }
 
+    /// The bytes waiting to be sent.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.shared.queue().bytes
+    }
+
     /// Whether nothing is waiting to be sent.
     pub(crate) fn is_empty(&self) -> bool {
         self.shared.queue().frames.is_empty()

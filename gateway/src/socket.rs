@@ -4,7 +4,7 @@
 //! server emits waiting for its acks.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use sio_protocol::envelope::{
@@ -37,9 +37,18 @@ pub(crate) struct Socket {
     /// Server emits with lower ack ids were sent by the gateway it was
     /// handed over by, which awaits their answers.
     first_ack: AtomicU64,
-    /// Its queue waits for that gateway to finish its events.
-    awaiting: AtomicBool,
+    /// Where the events of the gateway it was handed over by stand:
+    /// [`PREVIOUS_NONE`], [`PREVIOUS_BUSY`] (its queue waits) or
+    /// [`PREVIOUS_SETTLED`] (said so, maybe before the hand-over was done).
+    previous: AtomicU8,
+    /// Set while a hand-over to this gateway is being completed: commands
+    /// for the socket wait for it, so they apply on top of its final state.
+    arriving: tokio::sync::watch::Sender<bool>,
 }
+
+const PREVIOUS_NONE: u8 = 0;
+const PREVIOUS_BUSY: u8 = 1;
+const PREVIOUS_SETTLED: u8 = 2;
 
 #[derive(Debug)]
 struct Inner {
@@ -100,7 +109,8 @@ impl Socket {
             gone: AtomicBool::new(false),
             moved_to: OnceLock::new(),
             first_ack: AtomicU64::new(0),
-            awaiting: AtomicBool::new(false),
+            previous: AtomicU8::new(PREVIOUS_NONE),
+            arriving: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -294,20 +304,43 @@ impl Socket {
     }
 
     /// Takes over what its previous gateway had: the ack ids it used and,
-    /// if it was still handling events, a queue that waits for it.
-    pub(crate) fn arrive(&self, moved: &MovingSocket) {
+    /// if it was still handling events, a queue that waits for it. True
+    /// when the caller must go on with the queue itself (the previous
+    /// gateway said it was done before this was known).
+    pub(crate) fn arrive(&self, moved: &MovingSocket) -> bool {
         self.next_ack.store(moved.next_ack, Ordering::Relaxed);
         self.first_ack.store(moved.next_ack, Ordering::Relaxed);
-        if moved.busy {
-            self.awaiting.store(true, Ordering::Release);
-            self.queue().hold();
+        if !moved.busy {
+            return false;
         }
+        self.queue().hold();
+        let busy = self.previous.compare_exchange(
+            PREVIOUS_NONE,
+            PREVIOUS_BUSY,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        busy.is_err()
     }
 
     /// The previous gateway finished its events (or is given up on): true
-    /// the first time, when the caller goes on with the queue.
-    pub(crate) fn stop_awaiting(&self) -> bool {
-        self.awaiting.swap(false, Ordering::AcqRel)
+    /// when its queue here waited, and the caller goes on with it.
+    pub(crate) fn settle(&self) -> bool {
+        self.previous.swap(PREVIOUS_SETTLED, Ordering::AcqRel) == PREVIOUS_BUSY
+    }
+
+    /// Marks the socket as being handed over to this gateway, or done.
+    pub(crate) fn set_arriving(&self, arriving: bool) {
+        self.arriving.send_replace(arriving);
+    }
+
+    /// Waits (at most `bound`) until a hand-over to this gateway is done.
+    pub(crate) async fn arrived(&self, bound: std::time::Duration) {
+        if !*self.arriving.borrow() {
+            return;
+        }
+        let mut arriving = self.arriving.subscribe();
+        let _ = tokio::time::timeout(bound, arriving.wait_for(|a| !a)).await;
     }
 
     /// Whether nothing of it waits for the workers.

@@ -147,6 +147,8 @@ async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
         .on("ask", |socket: Socket, ()| async move {
             let timeout = Duration::from_secs(10);
             let (answer,): (String,) = socket.emit_with_ack("question", &(), timeout).await?;
+            // A join made on A after the switch: forwarded, and kept.
+            socket.join(["late"]).await?;
             socket.ack(&(answer,)).await
         });
     let _running = worker.start(bus.bus.clone()).await.unwrap();
@@ -206,6 +208,12 @@ async fn an_upgrade_on_another_gateway_takes_the_session(kind: BusKind) {
     }
     assert_eq!(acks, [r#"437["fine"]"#, "431[2]"], "in the order sent");
     let io = streaming.await.unwrap();
+    io.of("/").to("late").emit("late", &()).await.unwrap();
+    assert_eq!(
+        ws.text().await,
+        r#"42["late"]"#,
+        "the join made on A holds at B"
+    );
     assert_eq!(
         seen,
         (0..STREAMED).collect::<Vec<_>>(),

@@ -358,9 +358,10 @@ pub enum Command {
     /// The websocket went away before the switch: polling goes on.
     Unprobe { sid: crate::id::Sid },
     /// Step 3 (a request): the client switched to the websocket at `to`.
-    /// Once the session's events are handled, the owner answers
+    /// Once the session's connects are decided, the owner answers
     /// [`CommandReply::Moving`] and, until step 4, notes the emits it
-    /// queues for the session.
+    /// queues for the session (events it is handling finish there; their
+    /// acks follow the socket).
     HandOver { sid: crate::id::Sid, to: GatewayId },
     /// Step 4 (a request): `to` is subscribed to everything the sockets
     /// hear. The owner answers [`CommandReply::Released`] once its own
