@@ -38,7 +38,12 @@ pub fn worker(max_ms: u64, long_ms: u64) -> Worker {
         .on(
             "seq",
             move |socket: Socket, (room, sender, n): (String, String, u64)| async move {
-                tokio::time::sleep(pause(&sender, n, (max_ms, long_ms))).await;
+                let pause = pause(&sender, n, (max_ms, long_ms));
+                if long_ms > 0 && pause >= Duration::from_millis(long_ms) {
+                    // The kill test kills a worker right after this line.
+                    println!("order-worker: holding");
+                }
+                tokio::time::sleep(pause).await;
                 let attempt = socket.attempt();
                 let to_room = socket.of("/").to(room);
                 to_room.emit("seq", &(&sender, n, attempt)).await?;

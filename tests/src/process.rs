@@ -66,6 +66,12 @@ impl Process {
         }
     }
 
+    /// Forgets the lines printed so far: the next [`Process::expect`]
+    /// sees only what comes after.
+    pub fn skip_printed(&self) {
+        while self.lines.try_recv().is_ok() {}
+    }
+
     /// Writes one line to the process's stdin.
     pub fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin");

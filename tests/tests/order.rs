@@ -261,6 +261,9 @@ async fn a_killed_worker_loses_no_event() {
     // Paced, so that the kill falls while events are being sent.
     let load = clients(&addrs, 5);
     past(&load, 0.3);
+    // While it holds an event (one of its long ones has begun).
+    workers[0].skip_printed();
+    workers[0].expect("holding");
     workers[0].child.kill().unwrap();
     let _ = workers[0].child.wait();
     let summary = summary(&load);
