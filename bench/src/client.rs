@@ -227,17 +227,8 @@ async fn upgrade(
     report: &mut Report,
 ) -> Result<(), String> {
     let started = now_us();
-    let stream = tcp(spec.server, spec.source)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut http = Connection::new(stream, spec.server.to_string());
-    let handshake = request(&mut http, "GET", &engine(packet::POLLING), "").await?;
-    let open = packet::open(&handshake);
-    let sid = open
-        .as_ref()
-        .and_then(packet::sid)
-        .ok_or_else(|| format!("no sid in {handshake}"))?;
-    let path = engine(&packet::polling_query(sid));
+    let (mut http, sid) = open_polling(spec).await?;
+    let path = engine(&packet::polling_query(&sid));
     let auth = auth(spec.room.as_deref());
     request(&mut http, "POST", &path, &packet::connect("/", &auth)).await?;
     while !request(&mut http, "GET", &path, "")
@@ -393,6 +384,21 @@ async fn request(
     Ok(body)
 }
 
+/// A polling session's handshake: the connection it came on, and its sid.
+async fn open_polling(spec: &Spec) -> Result<(Connection, String), String> {
+    let stream = tcp(spec.server, spec.source)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut http = Connection::new(stream, spec.server.to_string());
+    let handshake = request(&mut http, "GET", &engine(packet::POLLING), "").await?;
+    let sid = packet::open(&handshake)
+        .as_ref()
+        .and_then(packet::sid)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no sid in {handshake}"))?;
+    Ok((http, sid))
+}
+
 /// Long-polling on one connection, used in turn for the GET and the
 /// POSTs (the protocol allows it, and it keeps one descriptor per client).
 async fn polling(
@@ -402,17 +408,8 @@ async fn polling(
     report: &mut Report,
 ) -> Result<(), String> {
     let started = now_us();
-    let stream = tcp(spec.server, spec.source)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut http = Connection::new(stream, spec.server.to_string());
-    let handshake = request(&mut http, "GET", &engine(packet::POLLING), "").await?;
-    let open = packet::open(&handshake);
-    let sid = open
-        .as_ref()
-        .and_then(packet::sid)
-        .ok_or_else(|| format!("no sid in {handshake}"))?;
-    let path = engine(&packet::polling_query(sid));
+    let (mut http, sid) = open_polling(spec).await?;
+    let path = engine(&packet::polling_query(&sid));
     let auth = auth(spec.room.as_deref());
     if let Some(then) = spec.then {
         let stream = tcp(then, spec.source).await.map_err(|e| e.to_string())?;

@@ -238,7 +238,7 @@ impl Client {
     }
 
     /// No connect of it is being decided.
-    pub(crate) fn is_settled(&self) -> bool {
+    pub(crate) fn connects_decided(&self) -> bool {
         self.state().connecting.is_empty()
     }
 

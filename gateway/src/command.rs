@@ -52,9 +52,9 @@ pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll
         }
         // A socket being handed over here: its commands apply once it has
         // its final state (in order: the loop waits).
-        if let Command::Socket { socket, .. } = &command {
+        if let (Command::Socket { socket, .. }, true) = (&command, node.registry.any_arriving()) {
             if let Some(socket) = node.registry.socket(socket) {
-                socket.arrived(handover::ARRIVAL).await;
+                node.registry.arrival(&socket, handover::ARRIVAL).await;
             }
         }
         match apply(&node, command, &message, poll) {

@@ -130,7 +130,7 @@ pub(crate) async fn give(node: Arc<Node>, sid: Sid, to: GatewayId) -> CommandRep
     // Polling is refused from now on (the client paused it before `5`).
     client.session.finish_upgrade();
     let deadline = Instant::now() + ms(node.config.event_timeout);
-    while !client.is_settled() {
+    while !client.connects_decided() {
         if Instant::now() >= deadline || client.session.is_closed() {
             // A connect outlasts the bound: the session ends here, and the
             // client connects again (counted as the polling it was).
@@ -341,7 +341,7 @@ async fn adopt(node: &Arc<Node>, sid: Sid, address: Option<Slot>) -> Option<Arc<
     for socket in &sockets {
         node.send(&client.session, socket.release(&delivered));
         // Commands for it apply from now on, on top of this.
-        socket.set_arriving(false);
+        node.registry.arrived(socket);
     }
     node.registry.took_from(sid.gateway());
     node.metrics.sessions_taken.inc();
@@ -352,7 +352,7 @@ async fn adopt(node: &Arc<Node>, sid: Sid, address: Option<Slot>) -> Option<Arc<
 /// Takes a socket out of this gateway without telling the workers (its
 /// first gateway did, or still serves it).
 fn forget(node: &Node, client: &Client, socket: &Arc<Socket>) {
-    socket.set_arriving(false);
+    node.registry.arrived(socket);
     if client.remove(socket) && socket.leave() {
         node.registry.remove_socket(&socket.id);
         node.registry.unindex(socket);
@@ -416,7 +416,6 @@ fn create(
             )
             .ok()?;
             socket.set_data(moved.state.data.clone());
-            socket.set_arriving(true);
             // One socket per namespace, or none at all (only a forged
             // hand-over has two).
             client.establish(&Arc::new(socket)).then_some(())?;
@@ -424,6 +423,7 @@ fn create(
         })
         .collect::<Option<Vec<_>>>()?;
     for socket in &sockets {
+        node.registry.arriving(socket);
         node.registry.add_socket(socket.clone());
         node.metrics
             .socket_joined(crate::client::namespace_label(c, &socket.ns));

@@ -31,6 +31,11 @@ pub(crate) struct Registry {
     markers: Mutex<HashMap<EmitId, oneshot::Sender<()>>>,
     /// How many markers are awaited: an emit looks them up only then.
     awaited: AtomicUsize,
+    /// Woken when a hand-over to this gateway is done.
+    arrivals: tokio::sync::Notify,
+    /// Sockets being handed over to this gateway: a command looks for
+    /// them only then.
+    arriving: AtomicUsize,
 }
 
 /// Sockets handed over, remembered (at most this many, the oldest
@@ -154,6 +159,44 @@ impl Registry {
     /// emit here awaits its client's answer).
     pub(crate) fn moved_socket(&self, socket: &SocketId) -> Option<Arc<Socket>> {
         lock(&self.moved).to.get(socket)?.1.upgrade()
+    }
+
+    /// Waits (at most `bound`) until a socket handed over to this gateway
+    /// has its final state ([`Registry::arrived`]).
+    pub(crate) async fn arrival(&self, socket: &Socket, bound: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + bound;
+        while socket.is_arriving() {
+            let woken = self.arrivals.notified();
+            let mut woken = std::pin::pin!(woken);
+            // Registered before the check, so a wake-up in between counts.
+            woken.as_mut().enable();
+            if !socket.is_arriving() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A socket is being handed over to this gateway.
+    pub(crate) fn arriving(&self, socket: &Socket) {
+        if !socket.set_arriving(true) {
+            self.arriving.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// It has its final state: its commands may apply.
+    pub(crate) fn arrived(&self, socket: &Socket) {
+        if socket.set_arriving(false) {
+            self.arriving.fetch_sub(1, Ordering::AcqRel);
+            self.arrivals.notify_waiters();
+        }
+    }
+
+    /// Whether any socket is being handed over to this gateway.
+    pub(crate) fn any_arriving(&self) -> bool {
+        self.arriving.load(Ordering::Acquire) > 0
     }
 
     /// Resolves when an emit with `id` comes through this gateway's

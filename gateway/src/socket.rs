@@ -42,8 +42,9 @@ pub(crate) struct Socket {
     /// [`PREVIOUS_SETTLED`] (said so, maybe before the hand-over was done).
     previous: AtomicU8,
     /// Set while a hand-over to this gateway is being completed: commands
-    /// for the socket wait for it, so they apply on top of its final state.
-    arriving: tokio::sync::watch::Sender<bool>,
+    /// for the socket wait for it, so they apply on top of its final state
+    /// ([`crate::registry::Registry::arrival`]).
+    arriving: AtomicBool,
 }
 
 const PREVIOUS_NONE: u8 = 0;
@@ -110,7 +111,7 @@ impl Socket {
             moved_to: OnceLock::new(),
             first_ack: AtomicU64::new(0),
             previous: AtomicU8::new(PREVIOUS_NONE),
-            arriving: tokio::sync::watch::Sender::new(false),
+            arriving: AtomicBool::new(false),
         })
     }
 
@@ -329,18 +330,14 @@ impl Socket {
         self.previous.swap(PREVIOUS_SETTLED, Ordering::AcqRel) == PREVIOUS_BUSY
     }
 
-    /// Marks the socket as being handed over to this gateway, or done.
-    pub(crate) fn set_arriving(&self, arriving: bool) {
-        self.arriving.send_replace(arriving);
+    /// Marks the socket as being handed over to this gateway, or done;
+    /// returns what it was.
+    pub(crate) fn set_arriving(&self, arriving: bool) -> bool {
+        self.arriving.swap(arriving, Ordering::AcqRel)
     }
 
-    /// Waits (at most `bound`) until a hand-over to this gateway is done.
-    pub(crate) async fn arrived(&self, bound: std::time::Duration) {
-        if !*self.arriving.borrow() {
-            return;
-        }
-        let mut arriving = self.arriving.subscribe();
-        let _ = tokio::time::timeout(bound, arriving.wait_for(|a| !a)).await;
+    pub(crate) fn is_arriving(&self) -> bool {
+        self.arriving.load(Ordering::Acquire)
     }
 
     /// Whether nothing of it waits for the workers.

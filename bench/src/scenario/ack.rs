@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use super::{Bench, Clients, Meter, Row, failures, latencies, latency, source};
+use super::{Acked, Bench, Clients, Row, failures, latencies, latency, source};
 use crate::client::{Role, Spec, Transport};
 use crate::server::Target;
 
@@ -30,19 +30,20 @@ impl Bench {
             then: None,
         });
         let connected = Clients::connect(specs, 256).await;
-        let start_acks = connected.received();
-        let meter_run = Meter::start(&running);
-        tokio::time::sleep(Duration::from_secs_f64(self.sizes.seconds)).await;
-        let acks = connected.received() - start_acks;
-        let (wall, server_cpu, _, bound) = meter_run.stop(&running, self.threads);
-        let reports = connected.finish().await;
+        let Acked {
+            acks,
+            wall,
+            server_cpu,
+            generator_bound,
+            reports,
+        } = self.acked(&running, connected).await;
         let lat = latencies(&reports);
         let params = match per_client {
             None => format!("{clients} clients, unpaced"),
             Some(r) => format!("{clients} clients × {r}/s"),
         };
         let mut row = self.row("ack", target, params);
-        row.generator_bound = bound;
+        row.generator_bound = generator_bound;
         row.metrics = vec![
             ("acks_per_s".into(), acks as f64 / wall),
             latency(&lat, 0.5),

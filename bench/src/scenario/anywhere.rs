@@ -8,9 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use std::time::Duration;
-
-use super::{Bench, Clients, Meter, Row, failures, latencies, latency, percentile, source};
+use super::{Acked, Bench, Clients, Row, failures, latencies, latency, percentile, source};
 use crate::client::{Role, Spec, Transport};
 use crate::server::{Running, Target};
 
@@ -90,16 +88,17 @@ impl Bench {
         how: &str,
     ) -> Row {
         let clients = connected.handles.len();
-        let start_acks = connected.received();
-        let meter = Meter::start(running);
-        tokio::time::sleep(Duration::from_secs_f64(self.sizes.seconds)).await;
-        let acks = connected.received() - start_acks;
-        let (wall, server_cpu, _, bound) = meter.stop(running, self.threads);
-        let reports = connected.finish().await;
+        let Acked {
+            acks,
+            wall,
+            server_cpu,
+            generator_bound,
+            reports,
+        } = self.acked(running, connected).await;
         let lat = latencies(&reports);
         let requests: u64 = reports.iter().map(|r| r.requests).sum();
         let mut row = self.row("forwarded", target, format!("{clients} clients, {how}"));
-        row.generator_bound = bound;
+        row.generator_bound = generator_bound;
         row.metrics = vec![
             ("acks_per_s".into(), acks as f64 / wall),
             latency(&lat, 0.5),

@@ -244,6 +244,15 @@ impl Clients {
     }
 }
 
+/// The end of an ack run: how many came back in how long, at what cost.
+struct Acked {
+    acks: u64,
+    wall: f64,
+    server_cpu: f64,
+    generator_bound: bool,
+    reports: Vec<Report>,
+}
+
 /// The end of a fan-out: what the listeners received, and what it cost.
 struct Delivered {
     /// When the last delivery arrived.
@@ -336,6 +345,24 @@ impl Bench {
             received,
             server_cpu,
             front_cpu,
+            generator_bound,
+            reports,
+        }
+    }
+
+    /// The acks `connected` clients get for `seconds`, and what the
+    /// server spent on them.
+    async fn acked(&self, running: &Running, connected: Clients) -> Acked {
+        let start_acks = connected.received();
+        let meter = Meter::start(running);
+        tokio::time::sleep(Duration::from_secs_f64(self.sizes.seconds)).await;
+        let acks = connected.received() - start_acks;
+        let (wall, server_cpu, _, generator_bound) = meter.stop(running, self.threads);
+        let reports = connected.finish().await;
+        Acked {
+            acks,
+            wall,
+            server_cpu,
             generator_bound,
             reports,
         }
