@@ -201,6 +201,12 @@ options! {
     ws_write_buffer: usize => "Websocket write buffer per connection, bytes [default: 4096]",
     max_attachments: usize => "Most binary attachments in one packet [default: 64]",
     max_namespaces: usize => "Most namespaces one client may join at once [default: 32]",
+    connection_state_recovery: bool => "Connection state recovery: a client back within max-disconnection-duration keeps its socket id, rooms and data and gets what it missed (connectionStateRecovery) [default: false]",
+    max_disconnection_duration: u64 => "Milliseconds a disconnected socket stays recoverable (maxDisconnectionDuration) [default: 120000]",
+    skip_middlewares: bool => "A recovered socket is not asked of the workers' on_connect again (skipMiddlewares) [default: true]",
+    recovery_packets: usize => "Most packets kept for one socket to recover [default: 1024]",
+    recovery_bytes: usize => "Most bytes of packets kept for one socket to recover [default: 1048576]",
+    recovery_memory: usize => "Most bytes of packets kept for all sockets to recover; past it, sockets that miss one are not recoverable [default: 67108864]",
     heartbeat_interval: u64 => "Milliseconds between presence heartbeats on P.hb [default: 5000]",
     drain_timeout: u64 => "Milliseconds a graceful drain may take [default: 10000]",
     log_format: LogFormat => "Log format: text or json [default: text]",
@@ -215,6 +221,8 @@ const FLAGS: &[&str] = &[
     "cookie",
     "cookie_http_only",
     "trust_proxy",
+    "connection_state_recovery",
+    "skip_middlewares",
 ];
 
 fn env_name(field: &str) -> String {

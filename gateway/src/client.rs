@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use sio_protocol::envelope::{AckReply, DisconnectReason, EncodedHandshake};
 use sio_protocol::id::{GatewayId, SocketId};
+use sio_protocol::socketio::recovery::{Pid, Recovery};
 use sio_protocol::socketio::{Decoder, Event, Kind, Packet};
 
 use crate::config::Config;
 use crate::fault::Fault;
 use crate::outbox::Frame;
+use crate::recovery::Log;
 use crate::session::Session;
 use crate::socket::{self, Socket};
 
@@ -72,9 +74,12 @@ pub(crate) enum Action {
     Refuse(Vec<Frame>),
     /// A new socket. With `authorize`, the workers decide on it over
     /// `P.conn` (a request); without, it is live at once and they are told.
+    /// With `recovery`, the client asks for a socket it had back, and
+    /// `socket` is what it gets if that cannot be.
     Connect {
         socket: Arc<Socket>,
         authorize: bool,
+        recovery: Option<Recovery>,
     },
     /// The socket leaves its namespace.
     Leave(Arc<Socket>, DisconnectReason),
@@ -185,6 +190,18 @@ impl Client {
         let Ok(id) = SocketId::random(rules.gateway) else {
             return Action::Close(Fault::NoRandomness);
         };
+        // The recovery fields are the gateway's, not the application's.
+        let (recovery, auth) = match config.connection_state_recovery {
+            true => Recovery::take(auth),
+            false => (None, auth),
+        };
+        let pid = match config.connection_state_recovery {
+            true => match Pid::random() {
+                Ok(pid) => Some(pid),
+                Err(_) => return Action::Close(Fault::NoRandomness),
+            },
+            false => None,
+        };
         let socket = Socket::new(
             id,
             ns.clone(),
@@ -192,11 +209,16 @@ impl Client {
             self.handshake.clone(),
             auth,
             authorize,
-        );
+        )
+        .map(|socket| match pid {
+            Some(pid) => socket.recoverable(pid, Log::new(config.recovery_bounds(), true)),
+            None => socket,
+        });
         match socket {
             Ok(socket) => Action::Connect {
                 socket: Arc::new(socket),
                 authorize,
+                recovery,
             },
             Err(error) => {
                 tracing::error!(%error, "cannot encode a socket context");
@@ -394,7 +416,10 @@ mod tests {
                 "44/nope,{\"message\":\"Invalid namespace\"}".into()
             )]
         );
-        let Action::Connect { socket, authorize } = f.send("0{\"token\":\"t\"}") else {
+        let Action::Connect {
+            socket, authorize, ..
+        } = f.send("0{\"token\":\"t\"}")
+        else {
             panic!("a connect to /");
         };
         assert!(authorize);

@@ -155,8 +155,9 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
     };
     match action {
         SocketCommand::Emit { volatile, packet } => {
-            if let Some(frames) = delivery::packet_frames(node, &packet) {
-                delivery::deliver(node, &socket, None, &frames, volatile);
+            let id = node.memory.local_id();
+            if let Some(framed) = delivery::frame(node, id, &packet, volatile) {
+                delivery::deliver(node, &socket, None, &framed, volatile);
             }
         }
         SocketCommand::EmitWithAck {

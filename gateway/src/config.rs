@@ -171,6 +171,28 @@ pub struct Config {
     /// otherwise open any number.
     pub max_namespaces: usize,
 
+    /// Connection state recovery (connectionStateRecovery): a socket whose
+    /// transport is lost stays, with its rooms, for
+    /// `max_disconnection_duration`, keeping what is emitted to it, and a
+    /// client that comes back with its pid gets it back.
+    pub connection_state_recovery: bool,
+    /// Milliseconds a disconnected socket stays recoverable
+    /// (maxDisconnectionDuration); its workers hear of the disconnect when
+    /// this ends without a recovery.
+    pub max_disconnection_duration: u64,
+    /// A recovered socket is not asked of the workers again
+    /// (skipMiddlewares).
+    pub skip_middlewares: bool,
+    /// Most packets kept for one socket to recover from (the oldest go
+    /// first; a client further behind is not recovered).
+    pub recovery_packets: usize,
+    /// Most bytes of those packets.
+    pub recovery_bytes: usize,
+    /// Most bytes of packets kept for recovery on this gateway in all
+    /// (each packet counted once, however many sockets keep it); past it,
+    /// a socket that misses one is no longer recoverable.
+    pub recovery_memory: usize,
+
     /// Milliseconds between presence heartbeats on `P.hb`.
     pub heartbeat_interval: u64,
     /// Milliseconds a graceful drain may take before the process exits.
@@ -182,6 +204,13 @@ pub struct Config {
 }
 
 impl Config {
+    pub(crate) fn recovery_bounds(&self) -> crate::recovery::Bounds {
+        crate::recovery::Bounds {
+            packets: self.recovery_packets,
+            bytes: self.recovery_bytes,
+        }
+    }
+
     pub(crate) fn per_address(&self) -> crate::address::Limits {
         crate::address::Limits {
             concurrent: self.max_connections_per_address,
@@ -247,6 +276,12 @@ impl Default for Config {
             ws_write_buffer: 4096,
             max_attachments: 64,
             max_namespaces: 32,
+            connection_state_recovery: false,
+            max_disconnection_duration: 120_000,
+            skip_middlewares: true,
+            recovery_packets: 1024,
+            recovery_bytes: 1 << 20,
+            recovery_memory: 64 << 20,
             heartbeat_interval: 5_000,
             drain_timeout: 10_000,
             log_format: LogFormat::Text,

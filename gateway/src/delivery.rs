@@ -11,10 +11,12 @@ use bytes::Bytes;
 use axum::extract::ws::Utf8Bytes;
 use sio_protocol::engineio;
 use sio_protocol::envelope::{Emit, EmitId, EncodedPacket};
+use sio_protocol::socketio::recovery::with_offset;
 use tokio::sync::watch;
 
 use crate::node::Node;
 use crate::outbox::Frame;
+use crate::recovery::{Entry, Keep};
 use crate::rooms::{Interest, Target};
 use crate::socket::Socket;
 
@@ -91,13 +93,68 @@ pub(crate) fn deliver_emit(node: &Arc<Node>, emit: &Emit) -> bool {
     if emit.rooms.len() > 1 && !node.registry.first_sight(emit.id) {
         return false;
     }
-    let Some(frames) = packet_frames(node, &emit.packet) else {
+    let Some(framed) = frame(node, emit.id, &emit.packet, emit.volatile) else {
         return true;
     };
     for socket in node.registry.select(&emit.ns, &emit.rooms, &emit.except) {
-        deliver(node, &socket, Some(emit.id), &frames, emit.volatile);
+        deliver(node, &socket, Some(emit.id), &framed, emit.volatile);
     }
     true
+}
+
+/// An emit's frames, framed once for all its recipients.
+pub(crate) enum Framed {
+    /// Not for a recovery: connection state recovery is off, or the emit
+    /// is volatile or waits for an ack.
+    Plain(Vec<Frame>),
+    /// With its offset, kept for the recoveries of its recipients.
+    Kept(Arc<Entry>),
+    /// With its offset, but past the gateway's bound on what it keeps.
+    Over(Vec<Frame>),
+}
+
+impl Framed {
+    fn frames(&self) -> &[Frame] {
+        match self {
+            Self::Plain(frames) | Self::Over(frames) => frames,
+            Self::Kept(entry) => entry.frames(),
+        }
+    }
+
+    fn keep(&self) -> Keep<'_> {
+        match self {
+            Self::Plain(_) => Keep::Not,
+            Self::Kept(entry) => Keep::Entry(entry),
+            Self::Over(_) => Keep::Over,
+        }
+    }
+}
+
+/// Frames emit `id`'s packet: with connection state recovery, an event a
+/// client may get again carries the emit id as its last argument (the
+/// offset the client reports when it comes back), and is kept.
+pub(crate) fn frame(
+    node: &Node,
+    id: EmitId,
+    packet: &EncodedPacket,
+    volatile: bool,
+) -> Option<Framed> {
+    let spliced = match node.config.connection_state_recovery && !volatile {
+        true => with_offset(&packet.message, &id.offset()),
+        false => None,
+    };
+    let Some(message) = spliced else {
+        return packet_frames(node, packet).map(Framed::Plain);
+    };
+    let packet = EncodedPacket {
+        message: message.into(),
+        attachments: packet.attachments.clone(),
+    };
+    let frames = packet_frames(node, &packet)?;
+    Some(match node.memory.keep(id, frames) {
+        Ok(entry) => Framed::Kept(entry),
+        Err(frames) => Framed::Over(frames),
+    })
 }
 
 /// Queues an emit's frames for one socket. A volatile emit is dropped for
@@ -106,14 +163,14 @@ pub(crate) fn deliver(
     node: &Arc<Node>,
     socket: &Socket,
     emit: Option<EmitId>,
-    frames: &[Frame],
+    framed: &Framed,
     volatile: bool,
 ) {
     if volatile && !socket.session.outbox.is_empty() {
         node.metrics.drop("volatile");
         return;
     }
-    node.send_emit(socket, emit, frames);
+    node.send_kept(socket, emit, framed.keep(), framed.frames());
     node.metrics.emits_delivered.inc();
 }
 

@@ -5,15 +5,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sio_protocol::envelope::{self, Command, ConnectReply, SocketCommand};
+use sio_protocol::envelope::{self, Command, ConnectReply, DisconnectReason, SocketCommand};
 use sio_protocol::socketio::{Kind, Packet};
 
 use crate::client::{Action, Client, error_object, namespace_label};
 use crate::config::ms;
 use crate::fault::Fault;
 use crate::node::Node;
+use crate::outbox::Frame;
 use crate::socket::{self, Socket};
-use crate::{delivery, event};
+use crate::{delivery, event, recover};
 
 /// A message (Socket.IO text) from the client's transport.
 pub(crate) async fn message(node: &Arc<Node>, client: &Arc<Client>, text: &str) {
@@ -40,7 +41,21 @@ async fn run(node: &Arc<Node>, client: &Arc<Client>, action: Action) {
             node.metrics.drop("namespace_limit");
             node.send(&client.session, frames);
         }
-        Action::Connect { socket, authorize } => connect(node, client, socket, authorize).await,
+        Action::Connect {
+            socket,
+            authorize,
+            recovery,
+        } => {
+            let restored = recovery.and_then(|r| recover::restore(node, client, &socket, r));
+            match restored {
+                Some((socket, missed)) if node.config.skip_middlewares => {
+                    client.decided(&socket.ns);
+                    establish(node, client, socket, None, Vec::new(), missed).await;
+                }
+                Some((socket, missed)) => connect(node, client, socket, authorize, missed).await,
+                None => connect(node, client, socket, authorize, Vec::new()).await,
+            }
+        }
         Action::Leave(socket, reason) => node.remove_socket(client, &socket, reason),
         Action::Event { socket, event } => event::submit(node, client, socket, event),
         Action::AckElsewhere { socket, id, reply } => {
@@ -54,13 +69,21 @@ async fn run(node: &Arc<Node>, client: &Arc<Client>, action: Action) {
     }
 }
 
-async fn connect(node: &Arc<Node>, client: &Arc<Client>, socket: Arc<Socket>, authorize: bool) {
+/// Asks the workers (or tells them) of a connect; `missed` is what the
+/// client of a recovered socket gets after the reply.
+async fn connect(
+    node: &Arc<Node>,
+    client: &Arc<Client>,
+    socket: Arc<Socket>,
+    authorize: bool,
+    missed: Vec<Frame>,
+) {
     let Ok(payload) = socket.connect_request().map(Bytes::from) else {
         return;
     };
     let subject = node.subjects.connect(&socket.ns);
     if !authorize {
-        establish(node, client, socket.clone(), None, Vec::new()).await;
+        establish(node, client, socket.clone(), None, Vec::new(), missed).await;
         // Published in the socket's turn: ahead of its events, and never
         // holding up its transport while the bus is away.
         event::notify(node, socket, subject, payload);
@@ -90,7 +113,7 @@ async fn connect(node: &Arc<Node>, client: &Arc<Client>, socket: Arc<Socket>, au
         client.decided(&socket.ns);
         match reply {
             Ok(ConnectReply::Accept { data, rooms }) => {
-                establish(&node, &client, socket, data, rooms).await;
+                establish(&node, &client, socket, data, rooms, missed).await;
             }
             Ok(ConnectReply::Reject { data }) => refuse(&node, &socket, data),
             Err(error) => {
@@ -104,42 +127,59 @@ async fn connect(node: &Arc<Node>, client: &Arc<Client>, socket: Arc<Socket>, au
 
 /// Refuses a pending connect with `data` as the `connect_error`.
 fn refuse(node: &Arc<Node>, socket: &Arc<Socket>, data: String) {
-    socket.leave();
-    node.registry.remove_socket(&socket.id);
-    node.registry.unindex(socket);
+    drop_socket(node, socket);
     let refusal = Packet::new(socket.ns.clone(), Kind::ConnectError(data.into()));
     node.send_packet(&socket.session, &refusal);
 }
 
-/// Makes an accepted socket live and tells the client; what was emitted to
-/// it meanwhile follows the reply.
+/// A socket that never became live leaves; a recovered one was live to
+/// the workers all along, so they hear that it left.
+fn drop_socket(node: &Arc<Node>, socket: &Arc<Socket>) {
+    if socket.is_recovered() {
+        node.forget_socket(socket, DisconnectReason::ServerNamespaceDisconnect);
+        return;
+    }
+    socket.leave();
+    node.registry.remove_socket(&socket.id);
+    node.registry.unindex(socket);
+}
+
+/// Makes an accepted socket live and tells the client; what a recovered
+/// socket's client missed follows the reply, then what was emitted to it
+/// meanwhile.
 async fn establish(
     node: &Arc<Node>,
     client: &Arc<Client>,
     socket: Arc<Socket>,
     data: Option<String>,
     rooms: Vec<String>,
+    missed: Vec<Frame>,
 ) {
     if data.is_some() {
         socket.set_data(data);
     }
     if !client.establish(&socket) {
-        socket.leave();
-        node.registry.remove_socket(&socket.id);
-        node.registry.unindex(&socket);
+        drop_socket(node, &socket);
         return;
     }
     node.registry.add_socket(socket.clone());
     node.metrics
         .socket_joined(namespace_label(&node.config, &socket.ns));
     let ready = delivery::join(node, &socket, &rooms);
-    let reply = serde_json::json!({ "sid": socket.id.to_string() }).to_string();
-    let reply = Packet::new(socket.ns.clone(), Kind::Connect(Some(reply.into())));
+    let reply = match socket.pid {
+        Some(pid) => serde_json::json!({ "sid": socket.id.to_string(), "pid": pid.to_string() }),
+        None => serde_json::json!({ "sid": socket.id.to_string() }),
+    };
+    let reply = Packet::new(
+        socket.ns.clone(),
+        Kind::Connect(Some(reply.to_string().into())),
+    );
     let frames = socket::frames(&reply);
     node.send(
         &socket.session,
         frames
             .into_iter()
+            .chain(missed)
             .chain(socket.release(&Default::default())),
     );
     // While the bus is away the subscriptions wait for it, not the client.

@@ -36,6 +36,8 @@ mod node;
 mod outbox;
 mod presence;
 mod queue;
+mod recover;
+mod recovery;
 mod registry;
 mod replies;
 mod rooms;
@@ -103,6 +105,9 @@ impl Gateway {
         let replies = node.bus.subscribe(node.replies.subject()).await?;
         tokio::spawn(replies::serve(node.replies.clone(), replies));
         tokio::spawn(event::watch(weak.clone()));
+        if node.config.connection_state_recovery {
+            tokio::spawn(recover::expire(weak.clone()));
+        }
         node.bus.flush().await?;
         tokio::spawn(presence::announce(weak.clone(), address));
         tokio::spawn(heartbeat::run(weak, node.timer.clone(), node.epoch));

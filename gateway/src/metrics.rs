@@ -52,6 +52,9 @@ pub(crate) struct Metrics {
     pub(crate) polls_served: Counter,
     pub(crate) sessions_taken: Counter,
     pub(crate) sessions_given: Counter,
+    pub(crate) recoveries: Family<OutcomeLabel, Counter>,
+    pub(crate) recoverable: Gauge,
+    pub(crate) recovery_bytes: Gauge,
     pub(crate) tcp_connections: Family<ListenerLabel, Gauge>,
     pub(crate) accept_errors: Family<ReasonLabel, Counter>,
 }
@@ -79,6 +82,9 @@ impl Default for Metrics {
             polls_served: Counter::default(),
             sessions_taken: Counter::default(),
             sessions_given: Counter::default(),
+            recoveries: Family::default(),
+            recoverable: Gauge::default(),
+            recovery_bytes: Gauge::default(),
             tcp_connections: Family::default(),
             accept_errors: Family::default(),
             registry: Registry::default(),
@@ -89,6 +95,21 @@ impl Default for Metrics {
             m.connections.clone(),
         );
         registry.register("sessions", "Engine.IO sessions", m.sessions.clone());
+        registry.register(
+            "recoveries",
+            "Connects asking to recover a socket, by outcome: recovered, unknown (no such socket here), expired, behind (its offset no longer kept), unrecoverable (kept packets past a bound)",
+            m.recoveries.clone(),
+        );
+        registry.register(
+            "recoverable_sockets",
+            "Sockets whose transport was lost, kept for their client to recover",
+            m.recoverable.clone(),
+        );
+        registry.register(
+            "recovery_bytes",
+            "Bytes of packets kept for sockets to recover (each packet once)",
+            m.recovery_bytes.clone(),
+        );
         registry.register(
             "sockets",
             "Socket.IO sockets by namespace",

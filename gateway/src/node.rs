@@ -24,6 +24,7 @@ use crate::fault::Fault;
 use crate::metrics::Metrics;
 use crate::outbox::Frame;
 use crate::queue::{Bounds, Job, Push};
+use crate::recovery::Keep;
 use crate::registry::Registry;
 use crate::replies::Replies;
 use crate::session::Session;
@@ -52,6 +53,10 @@ pub(crate) struct Node {
     /// Commands to other gateways (subject, reply subject, payload),
     /// published in the order they are made.
     commands: tokio::sync::mpsc::Sender<(String, Option<String>, Bytes)>,
+    /// What sockets keep for connection state recovery, bounded in all.
+    pub(crate) memory: crate::recovery::Memory,
+    /// Sockets whose transport was lost, waiting for their client.
+    pub(crate) parked: Mutex<crate::recovery::Parked>,
 }
 
 /// Commands to other gateways that may wait for the bus; past it, the
@@ -92,10 +97,17 @@ impl Node {
                 }
             }
         });
+        let memory = crate::recovery::Memory::new(
+            config.recovery_memory,
+            metrics.recovery_bytes.clone(),
+            id,
+        );
         Self {
             config,
             id,
             subjects,
+            memory,
+            parked: Mutex::default(),
             metrics,
             commands,
             registry: Registry::default(),
@@ -254,11 +266,21 @@ impl Node {
     }
 
     /// [`Node::send_to`] for the frames of an emit, which a hand-over
-    /// tells apart by id.
+    /// tells apart by id (and a recovery keeps, as `keep` says).
     pub(crate) fn send_emit(
         self: &Arc<Self>,
         socket: &Socket,
         emit: Option<EmitId>,
+        frames: &[Frame],
+    ) {
+        self.send_kept(socket, emit, Keep::Not, frames);
+    }
+
+    pub(crate) fn send_kept(
+        self: &Arc<Self>,
+        socket: &Socket,
+        emit: Option<EmitId>,
+        keep: Keep<'_>,
         frames: &[Frame],
     ) {
         if let Some(to) = socket.moved_to() {
@@ -270,27 +292,56 @@ impl Node {
             }
             return;
         }
-        match socket.hold(emit, frames, self.config.send_queue_packets) {
-            Hold::Send => self.send(&socket.session, frames.iter().cloned()),
-            Hold::Held => {}
+        match socket.hold(emit, keep, frames, self.config.send_queue_packets) {
+            Hold::Sent => {
+                self.metrics.packets_out.inc();
+            }
+            Hold::Full => self.close(&socket.session, Fault::SlowConsumer),
+            Hold::Held | Hold::Parked => {}
             Hold::Overflow => self.metrics.drop("pending_overflow"),
+            Hold::Replaced => {
+                // Its client came back meanwhile, to the socket now here.
+                let now = self.registry.socket(&socket.id);
+                if let Some(now) = now.filter(|s| !std::ptr::eq(s.as_ref(), socket)) {
+                    self.send_kept(&now, emit, keep, frames);
+                }
+            }
         }
     }
 
-    /// Takes a socket out of its namespace and tells the workers.
+    /// Takes a socket out of its namespace and tells the workers; with
+    /// connection state recovery, a socket whose transport was lost waits
+    /// for its client instead, and they are told if it does not come back
+    /// in time.
     pub(crate) fn remove_socket(
         self: &Arc<Self>,
         client: &Client,
         socket: &Arc<Socket>,
         reason: DisconnectReason,
     ) {
-        if !client.remove(socket) || !socket.leave() {
+        if !client.remove(socket) {
+            return;
+        }
+        if crate::recover::park(self, socket, reason) {
+            self.metrics
+                .socket_left(crate::client::namespace_label(&self.config, &socket.ns));
+            return;
+        }
+        self.forget_socket(socket, reason);
+    }
+
+    /// A socket out of its client leaves for good: out of the registry and
+    /// its rooms, its workers told why.
+    pub(crate) fn forget_socket(self: &Arc<Self>, socket: &Arc<Socket>, reason: DisconnectReason) {
+        if !socket.leave() {
             return;
         }
         self.registry.remove_socket(&socket.id);
         socket.forget_acks();
-        self.metrics
-            .socket_left(crate::client::namespace_label(&self.config, &socket.ns));
+        if socket.parked().is_none() {
+            self.metrics
+                .socket_left(crate::client::namespace_label(&self.config, &socket.ns));
+        }
         let payload = socket.disconnect(reason);
         self.registry.unindex(socket);
         let Ok(payload) = payload else { return };
@@ -389,6 +440,10 @@ impl Node {
     /// Server-side disconnect of one socket (`close`: of its whole client
     /// connection); the client gets DISCONNECT for each.
     pub(crate) fn disconnect(self: &Arc<Self>, socket: &Arc<Socket>, close: bool) {
+        if socket.parked().is_some() {
+            crate::recover::unpark(self, socket, DisconnectReason::ServerNamespaceDisconnect);
+            return;
+        }
         let Some(client) = self.registry.client(&socket.session.sid) else {
             return;
         };

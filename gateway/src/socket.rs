@@ -12,11 +12,13 @@ use sio_protocol::envelope::{
     MovingSocket, SocketContext, SocketState,
 };
 use sio_protocol::id::{GatewayId, SocketId};
+use sio_protocol::socketio::recovery::{Offset, Pid};
 use sio_protocol::socketio::{Ack, Packet};
 use tokio::sync::oneshot;
 
 use crate::outbox::Frame;
 use crate::queue::{Bounds, Job, Push, Queue};
+use crate::recovery::{Keep, Log, Missed, Unrecoverable};
 use crate::session::Session;
 
 #[derive(Debug)]
@@ -24,6 +26,8 @@ pub(crate) struct Socket {
     pub(crate) id: SocketId,
     pub(crate) ns: String,
     pub(crate) session: Arc<Session>,
+    /// Its private id, with connection state recovery on.
+    pub(crate) pid: Option<Pid>,
     inner: Mutex<Inner>,
     /// Its events (and its disconnect) on their way to the workers.
     queue: Mutex<Queue>,
@@ -66,17 +70,30 @@ struct Inner {
     leaving: Option<Vec<EmitId>>,
     /// Server emits waiting for the client's ack, by ack id.
     acks: HashMap<u64, oneshot::Sender<AckReply>>,
+    /// With connection state recovery: what it was sent that its client
+    /// may get again.
+    log: Option<Log>,
+    /// Its transport was lost, for this reason; it waits for its client.
+    parked: Option<DisconnectReason>,
+    /// Its client came back: the socket that took its place has its log.
+    replaced: bool,
 }
 
 /// Where frames for a socket went.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Hold {
-    /// The socket is live: send them.
-    Send,
+    /// The socket is live: queued to its client.
+    Sent,
+    /// Its client's queue is full: it must be cut.
+    Full,
     /// Held until the CONNECT reply.
     Held,
     /// Dropped: too many held.
     Overflow,
+    /// Kept (if the client may get it again) until its client is back.
+    Parked,
+    /// Another socket took its place: deliver to that one.
+    Replaced,
 }
 
 impl Socket {
@@ -99,11 +116,15 @@ impl Socket {
             id,
             ns,
             session,
+            pid: None,
             inner: Mutex::new(Inner {
                 context,
                 pending: pending.then(Vec::new),
                 leaving: None,
                 acks: HashMap::new(),
+                log: None,
+                parked: None,
+                replaced: false,
             }),
             queue: Mutex::default(),
             next_ack: AtomicU64::new(0),
@@ -113,6 +134,110 @@ impl Socket {
             previous: AtomicU8::new(PREVIOUS_NONE),
             arriving: AtomicBool::new(false),
         })
+    }
+
+    /// With connection state recovery: the socket keeps what it is sent
+    /// in `log` and is known to its client by `pid`.
+    pub(crate) fn recoverable(mut self, pid: Pid, log: Log) -> Self {
+        self.pid = Some(pid);
+        self.inner.get_mut().unwrap_or_else(|e| e.into_inner()).log = Some(log);
+        self
+    }
+
+    /// A socket in `session` taking the place of `parked`, whose client
+    /// came back: its id, pid, namespace, rooms and data, with the auth the
+    /// client sent now. Pending until its CONNECT reply; its log holds
+    /// only what it is sent itself until [`Socket::adopt`].
+    pub(crate) fn restore(
+        parked: &Socket,
+        session: Arc<Session>,
+        handshake: EncodedHandshake,
+        auth: Option<String>,
+        log: Log,
+    ) -> Result<Self, envelope::Error> {
+        let socket = Self::new(
+            parked.id,
+            parked.ns.clone(),
+            session,
+            handshake,
+            auth.clone(),
+            true,
+        )?;
+        let state = parked.inner().context.state()?;
+        socket.change(|s| {
+            s.data = state.data;
+            s.rooms = state.rooms;
+            s.recovered = true;
+        });
+        Ok(match parked.pid {
+            Some(pid) => socket.recoverable(pid, log),
+            None => socket,
+        })
+    }
+
+    /// Lets `replacement` take this parked socket's place (`swap` puts it
+    /// in the registry) if its client, whose last packet was `offset`,
+    /// can be given what it missed: returns that, and the log that goes
+    /// on with the replacement. Done under this socket's lock, so that
+    /// every delivery to it comes before (and is in the log) or after
+    /// (and goes to the replacement).
+    pub(crate) fn replace(
+        &self,
+        offset: Option<Offset>,
+        swap: impl FnOnce(),
+    ) -> Result<Missed, Unrecoverable> {
+        let mut inner = self.inner();
+        let log = inner.log.take().ok_or(Unrecoverable::Broken)?;
+        match log.after(offset) {
+            Ok(found) => {
+                inner.replaced = true;
+                swap();
+                Ok(found)
+            }
+            Err((why, log)) => {
+                inner.log = Some(log);
+                Err(why)
+            }
+        }
+    }
+
+    /// Puts `older` (the log of the socket this one replaced) before what
+    /// this one kept since.
+    pub(crate) fn adopt(&self, mut older: Log) {
+        let mut inner = self.inner();
+        if let Some(newer) = inner.log.take() {
+            older.append(newer);
+        }
+        inner.log = Some(older);
+    }
+
+    /// Its transport was lost: it waits for its client, keeping what it
+    /// is sent. False if it cannot be recovered (no log).
+    pub(crate) fn park(&self, reason: DisconnectReason) -> bool {
+        let mut inner = self.inner();
+        if inner.log.is_none() {
+            return false;
+        }
+        inner.parked = Some(reason);
+        true
+    }
+
+    /// The auth its client sent with its CONNECT.
+    pub(crate) fn auth(&self) -> Option<String> {
+        self.inner().context.state().ok()?.auth
+    }
+
+    /// Whether it took the place of a socket whose client came back.
+    pub(crate) fn is_recovered(&self) -> bool {
+        self.inner()
+            .context
+            .state()
+            .is_ok_and(|state| state.recovered)
+    }
+
+    /// Why its transport was lost, while it waits for its client.
+    pub(crate) fn parked(&self) -> Option<DisconnectReason> {
+        self.inner().parked
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -245,16 +370,36 @@ impl Socket {
             .unwrap_or_default()
     }
 
-    /// Holds `frames` (of `emit`, if they are an emit's) back while the
-    /// connect or a hand-over to this gateway is pending (at most
-    /// `limit`); notes the emit while the socket leaves for another.
-    pub(crate) fn hold(&self, emit: Option<EmitId>, frames: &[Frame], limit: usize) -> Hold {
+    /// Queues `frames` (of `emit`, if they are an emit's) to the client,
+    /// or holds them back while the connect or a hand-over to this gateway
+    /// is pending (at most `limit`); notes the emit while the socket
+    /// leaves for another; keeps what `keep` says for a recovery. Queued
+    /// under the socket's lock, so that its log is in the order sent.
+    pub(crate) fn hold(
+        &self,
+        emit: Option<EmitId>,
+        keep: Keep<'_>,
+        frames: &[Frame],
+        limit: usize,
+    ) -> Hold {
         let mut inner = self.inner();
+        if inner.replaced {
+            return Hold::Replaced;
+        }
         if let (Some(id), Some(noted)) = (emit, inner.leaving.as_mut()) {
             noted.push(id);
         }
+        if let Some(log) = inner.log.as_mut() {
+            log.push(keep);
+        }
+        if inner.parked.is_some() {
+            return Hold::Parked;
+        }
         let Some(held) = inner.pending.as_mut() else {
-            return Hold::Send;
+            return match self.session.send(frames.iter().cloned()) {
+                Ok(()) => Hold::Sent,
+                Err(_) => Hold::Full,
+            };
         };
         if held.len() + frames.len() > limit {
             return Hold::Overflow;
@@ -444,18 +589,18 @@ pub(crate) mod tests {
         let socket = socket(true)?;
         let frame = Frame::Text("42[\"x\"]".into());
         assert_eq!(
-            socket.hold(None, std::slice::from_ref(&frame), 2),
+            socket.hold(None, Keep::Not, std::slice::from_ref(&frame), 2),
             Hold::Held
         );
         assert_eq!(
-            socket.hold(None, &[frame.clone(), frame.clone()], 2),
+            socket.hold(None, Keep::Not, &[frame.clone(), frame.clone()], 2),
             Hold::Overflow
         );
         assert_eq!(
             socket.release(&HashSet::new()),
             std::slice::from_ref(&frame)
         );
-        assert_eq!(socket.hold(None, &[frame], 2), Hold::Send);
+        assert_eq!(socket.hold(None, Keep::Not, &[frame], 2), Hold::Sent);
         Ok(())
     }
 
@@ -466,14 +611,16 @@ pub(crate) mod tests {
         let leaving = socket(false)?;
         leaving.start_leaving();
         let frame = |t: &str| Frame::Text(t.to_owned().into());
-        assert_eq!(leaving.hold(Some(EmitId(1)), &[frame("a")], 8), Hold::Send);
-        assert_eq!(leaving.hold(None, &[frame("direct")], 8), Hold::Send);
-        assert_eq!(leaving.hold(Some(EmitId(2)), &[frame("b")], 8), Hold::Send);
+        let hold = |emit, text| leaving.hold(emit, Keep::Not, &[frame(text)], 8);
+        assert_eq!(hold(Some(EmitId(1)), "a"), Hold::Sent);
+        assert_eq!(hold(None, "direct"), Hold::Sent);
+        assert_eq!(hold(Some(EmitId(2)), "b"), Hold::Sent);
         assert_eq!(leaving.take_noted(), [EmitId(1), EmitId(2)]);
         // The new one held its copies of 2 and 3, 3 with an attachment.
         let arriving = socket(true)?;
-        arriving.hold(Some(EmitId(2)), &[frame("b")], 8);
-        arriving.hold(Some(EmitId(3)), &[frame("c"), Frame::Binary("x".into())], 8);
+        arriving.hold(Some(EmitId(2)), Keep::Not, &[frame("b")], 8);
+        let c = [frame("c"), Frame::Binary("x".into())];
+        arriving.hold(Some(EmitId(3)), Keep::Not, &c, 8);
         let delivered = HashSet::from([EmitId(1), EmitId(2)]);
         assert_eq!(
             arriving.release(&delivered),

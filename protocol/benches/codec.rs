@@ -140,6 +140,7 @@ fn envelopes(c: &mut Criterion) {
             },
             data: Some(r#"{"user":"alice"}"#.into()),
             rooms: vec!["lobby".into()],
+            recovered: false,
         },
         events: vec![envelope::Event {
             event: "chat message".into(),
@@ -175,6 +176,7 @@ fn envelopes(c: &mut Criterion) {
                     handshake,
                     data: event.socket.data.clone(),
                     rooms: event.socket.rooms.clone(),
+                    recovered: false,
                 },
                 events: vec![envelope::Event {
                     event: Cow::Borrowed(&item.event),
@@ -195,6 +197,7 @@ fn envelopes(c: &mut Criterion) {
             auth: event.socket.handshake.auth.clone(),
             data: event.socket.data.clone(),
             rooms: event.socket.rooms.clone(),
+            recovered: event.socket.recovered,
         },
     )
     .unwrap();

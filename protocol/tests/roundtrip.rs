@@ -159,14 +159,18 @@ fn socket() -> impl Strategy<Value = SocketContext> {
         handshake(),
         option::of(".{0,8}"),
         strings(),
+        any::<bool>(),
     )
-        .prop_map(|(id, ns, handshake, data, rooms)| SocketContext {
-            id,
-            ns,
-            handshake,
-            data,
-            rooms,
-        })
+        .prop_map(
+            |(id, ns, handshake, data, rooms, recovered)| SocketContext {
+                id,
+                ns,
+                handshake,
+                data,
+                rooms,
+                recovered,
+            },
+        )
 }
 
 fn encoded() -> impl Strategy<Value = EncodedPacket> {
@@ -400,6 +404,7 @@ fn spliced(ctx: &SocketContext) -> envelope::EncodedContext {
         auth: ctx.handshake.auth.clone(),
         data: ctx.data.clone(),
         rooms: ctx.rooms.clone(),
+        recovered: ctx.recovered,
     };
     let handshake = envelope::EncodedHandshake::new(&ctx.handshake).unwrap();
     envelope::EncodedContext::new(ctx.id, &ctx.ns, handshake, &state).unwrap()

@@ -145,6 +145,16 @@ impl Socket {
         &self.inner.context.rooms
     }
 
+    /// Whether its client lost its connection and came back within the
+    /// gateway's connection state recovery window (socket.io's
+    /// `socket.recovered`): same id, rooms and data, and every packet it
+    /// missed delivered. A connect handler sees it only with
+    /// `--skip-middlewares=false`; by default a recovered socket is not
+    /// asked of `on_connect` again.
+    pub fn recovered(&self) -> bool {
+        self.inner.context.recovered
+    }
+
     fn emitter(&self) -> &Emitter {
         &self.inner.emitter
     }

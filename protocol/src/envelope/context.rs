@@ -23,6 +23,8 @@ pub struct SocketState {
     pub data: Option<String>,
     /// The rooms the socket is in, its own id room excluded.
     pub rooms: Vec<String>,
+    /// Recovered (see [`SocketContext::recovered`](super::SocketContext)).
+    pub recovered: bool,
 }
 
 /// A [`Handshake`] without its `auth`, encoded once per client connection.
@@ -120,6 +122,7 @@ impl EncodedContext {
             handshake: self.handshake.decode(state.auth)?,
             data: state.data,
             rooms: state.rooms,
+            recovered: state.recovered,
         })
     }
 

@@ -28,7 +28,7 @@ mod context;
 pub use context::{EncodedContext, EncodedHandshake, SocketState};
 
 /// The envelope format revision. A receiver rejects every other value.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 
 /// Why an envelope could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +98,9 @@ pub struct SocketContext {
     pub data: Option<String>,
     /// The rooms the socket is in, its own id room excluded.
     pub rooms: Vec<String>,
+    /// Its state was recovered: the client came back within the
+    /// connection state recovery window and kept its id, rooms and data.
+    pub recovered: bool,
 }
 
 /// `P.conn.<ns>` request: a client wants to join a namespace.
@@ -245,6 +248,15 @@ impl EmitId {
         let mut b = [0; 16];
         getrandom::fill(&mut b).map_err(|_| NoRandomness)?;
         Ok(Self(u128::from_le_bytes(b)))
+    }
+
+    /// The offset a client recovering after this emit names.
+    pub const fn offset(self) -> crate::socketio::recovery::Offset {
+        crate::socketio::recovery::Offset(self.0.to_le_bytes())
+    }
+
+    pub const fn from_offset(offset: crate::socketio::recovery::Offset) -> Self {
+        Self(u128::from_le_bytes(offset.0))
     }
 }
 
@@ -572,6 +584,7 @@ mod tests {
             },
             data: None,
             rooms: vec!["lobby".into()],
+            recovered: false,
         }
     }
 
@@ -586,14 +599,14 @@ mod tests {
             ready: true,
         };
         let bytes = encode(&presence).unwrap();
-        assert_eq!(bytes.first(), Some(&4), "varint version 4");
+        assert_eq!(bytes.first(), Some(&5), "varint version 5");
         assert_eq!(decode_owned::<Presence>(&bytes), Ok(presence.clone()));
         let mut other = bytes.clone();
-        other[0] = 3;
+        other[0] = 4;
         assert_eq!(
             decode_owned::<Presence>(&other),
-            Err(Error::UnknownVersion(3)),
-            "the envelopes before hand-overs had no steps for them"
+            Err(Error::UnknownVersion(4)),
+            "the contexts before recovery had no recovered flag"
         );
         // A version that is not even a valid varint, truncation and padding.
         assert!(matches!(
@@ -779,7 +792,8 @@ mod tests {
                     state: SocketState {
                         auth: Some("{}".into()),
                         data: None,
-                        rooms: vec!["a".into()]
+                        rooms: vec!["a".into()],
+                        recovered: true
                     },
                     next_ack: 3,
                     busy: true

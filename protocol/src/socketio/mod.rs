@@ -11,6 +11,7 @@ mod decoder;
 mod error;
 pub mod json;
 mod packet;
+pub mod recovery;
 
 pub use decoder::Decoder;
 pub use error::Error;

@@ -1,0 +1,390 @@
+//! Connection state recovery from this gateway's memory: the packets each
+//! socket may need again ([`Log`], bounded per socket), counted once in
+//! all however many sockets keep them ([`Memory`]), and the sockets whose
+//! transport was lost, waiting for their client ([`Parked`]).
+//!
+//! While recovery is on, every emit a client may get again (not volatile,
+//! no ack id) carries its emit id as the offset, spliced into the shared
+//! frames once per emit. Each socket keeps the entries it was sent, in the
+//! order it was sent them, so a client back with offset `o` gets exactly
+//! the entries after `o`. A socket whose transport is lost stays in its
+//! rooms, keeping what reaches it; its workers hear of the disconnect only
+//! when the window ends without its client.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use prometheus_client::metrics::gauge::Gauge;
+use sio_protocol::envelope::EmitId;
+use sio_protocol::id::GatewayId;
+use sio_protocol::socketio::recovery::{Offset, Pid};
+
+use crate::outbox::Frame;
+use crate::socket::Socket;
+
+/// One emit's frames as the sockets that got it keep them.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    id: EmitId,
+    frames: Box<[Frame]>,
+    size: usize,
+    memory: Arc<Used>,
+}
+
+impl Entry {
+    pub(crate) fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.memory.bytes.fetch_sub(self.size, Ordering::Relaxed);
+        self.memory
+            .gauge
+            .dec_by(i64::try_from(self.size).unwrap_or(i64::MAX));
+    }
+}
+
+#[derive(Debug)]
+struct Used {
+    bytes: AtomicUsize,
+    gauge: Gauge,
+}
+
+/// The bound on all kept packets, and the ids of emits made here.
+#[derive(Debug)]
+pub(crate) struct Memory {
+    used: Arc<Used>,
+    limit: usize,
+    /// Emits to one socket get their ids here: this gateway's id and a
+    /// count, apart from the random ids of emits from the bus.
+    local: (u64, AtomicU64),
+}
+
+impl Memory {
+    pub(crate) fn new(limit: usize, gauge: Gauge, gateway: GatewayId) -> Self {
+        Self {
+            used: Arc::new(Used {
+                bytes: AtomicUsize::new(0),
+                gauge,
+            }),
+            limit,
+            local: (u64::from_le_bytes(*gateway.as_bytes()), AtomicU64::new(0)),
+        }
+    }
+
+    /// An id for an emit made on this gateway.
+    pub(crate) fn local_id(&self) -> EmitId {
+        let n = self.local.1.fetch_add(1, Ordering::Relaxed);
+        EmitId((u128::from(self.local.0) << 64) | u128::from(n))
+    }
+
+    /// Keeps `frames` of emit `id`; past the bound, gives them back.
+    pub(crate) fn keep(&self, id: EmitId, frames: Vec<Frame>) -> Result<Arc<Entry>, Vec<Frame>> {
+        // The entry and the log's pointer to it, roughly, beside the bytes.
+        let size: usize = frames.iter().map(Frame::len).sum::<usize>() + 64;
+        let before = self.used.bytes.fetch_add(size, Ordering::Relaxed);
+        if before + size > self.limit {
+            self.used.bytes.fetch_sub(size, Ordering::Relaxed);
+            return Err(frames);
+        }
+        self.used
+            .gauge
+            .inc_by(i64::try_from(size).unwrap_or(i64::MAX));
+        Ok(Arc::new(Entry {
+            id,
+            frames: frames.into_boxed_slice(),
+            size,
+            memory: self.used.clone(),
+        }))
+    }
+}
+
+/// What a delivery to a socket keeps for its recovery.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Keep<'a> {
+    /// Nothing: not a packet a client gets again (an ack, a volatile emit,
+    /// a DISCONNECT).
+    Not,
+    Entry(&'a Arc<Entry>),
+    /// One it should keep, but the gateway's bound was reached.
+    Over,
+}
+
+/// Bounds on one socket's log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub(crate) packets: usize,
+    pub(crate) bytes: usize,
+}
+
+/// The entries one socket was sent, oldest first.
+#[derive(Debug)]
+pub(crate) struct Log {
+    bounds: Bounds,
+    entries: VecDeque<Arc<Entry>>,
+    bytes: usize,
+    /// Every entry since the socket connected is here: a client that got
+    /// none yet (no offset) can get them all.
+    whole: bool,
+    /// An entry is missing (the gateway's bound): not recoverable.
+    broken: bool,
+}
+
+/// Why a socket cannot be recovered from its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unrecoverable {
+    /// Its client's offset is older than anything kept.
+    Behind,
+    /// It missed a packet the gateway had no room to keep.
+    Broken,
+}
+
+impl Unrecoverable {
+    pub(crate) const fn outcome(self) -> &'static str {
+        match self {
+            Self::Behind => "behind",
+            Self::Broken => "unrecoverable",
+        }
+    }
+}
+
+impl Log {
+    /// A log from a socket's first packet on (`whole`), or from some
+    /// packet on.
+    pub(crate) fn new(bounds: Bounds, whole: bool) -> Self {
+        Self {
+            bounds,
+            entries: VecDeque::new(),
+            bytes: 0,
+            whole,
+            broken: false,
+        }
+    }
+
+    /// Keeps what a delivery keeps; the oldest go past the bounds (and
+    /// with them, recovery for a client that far behind).
+    pub(crate) fn push(&mut self, keep: Keep<'_>) {
+        let bounds = self.bounds;
+        match keep {
+            Keep::Not => {}
+            Keep::Over => {
+                self.broken = true;
+                self.entries.clear();
+                self.bytes = 0;
+            }
+            Keep::Entry(_) if self.broken => {}
+            Keep::Entry(entry) => {
+                self.bytes += entry.size;
+                self.entries.push_back(entry.clone());
+                while self.entries.len() > bounds.packets || self.bytes > bounds.bytes {
+                    let Some(old) = self.entries.pop_front() else {
+                        break;
+                    };
+                    self.bytes -= old.size;
+                    self.whole = false;
+                }
+            }
+        }
+    }
+
+    /// For a client whose last packet was `offset`: the entries after it,
+    /// and the log from there on (what the client got is let go).
+    /// Unrecoverable: the log back, untouched.
+    pub(crate) fn after(mut self, offset: Option<Offset>) -> Result<Missed, (Unrecoverable, Self)> {
+        if self.broken {
+            return Err((Unrecoverable::Broken, self));
+        }
+        let from = match offset.map(EmitId::from_offset) {
+            None if self.whole => 0,
+            None => return Err((Unrecoverable::Behind, self)),
+            Some(id) => match self.entries.iter().rposition(|e| e.id == id) {
+                Some(at) => at + 1,
+                None => return Err((Unrecoverable::Behind, self)),
+            },
+        };
+        let missed: Vec<Arc<Entry>> = self.entries.drain(..).skip(from).collect();
+        self.bytes = missed.iter().map(|e| e.size).sum();
+        self.whole = false;
+        self.entries.extend(missed.iter().cloned());
+        Ok((missed, self))
+    }
+
+    /// `newer` (kept since) after this.
+    pub(crate) fn append(&mut self, newer: Self) {
+        if newer.broken {
+            self.push(Keep::Over);
+        }
+        for entry in &newer.entries {
+            self.push(Keep::Entry(entry));
+        }
+    }
+}
+
+/// What a returning client missed, and the log that goes on from there.
+pub(crate) type Missed = (Vec<Arc<Entry>>, Log);
+
+/// Sockets whose transport was lost, by pid, with when each window ends.
+#[derive(Debug, Default)]
+pub(crate) struct Parked {
+    sockets: HashMap<Pid, (Arc<Socket>, u64)>,
+    /// Pids in the order their windows end (all windows are as long).
+    order: VecDeque<(u64, Pid)>,
+}
+
+impl Parked {
+    pub(crate) fn park(&mut self, pid: Pid, socket: Arc<Socket>, until: u64) {
+        self.sockets.insert(pid, (socket, until));
+        self.order.push_back((until, pid));
+    }
+
+    /// Takes the socket of namespace `ns` that `pid` names: a pid is
+    /// restored at most once. `Err(socket)`: its window ended by `now`.
+    pub(crate) fn take(
+        &mut self,
+        pid: &Pid,
+        ns: &str,
+        now: u64,
+    ) -> Option<Result<Arc<Socket>, Arc<Socket>>> {
+        if self.sockets.get(pid)?.0.ns != ns {
+            return None;
+        }
+        let (socket, until) = self.sockets.remove(pid)?;
+        Some(if until > now { Ok(socket) } else { Err(socket) })
+    }
+
+    /// Takes `socket` out (it leaves for another reason).
+    pub(crate) fn remove(&mut self, socket: &Arc<Socket>) -> bool {
+        let Some(pid) = socket.pid else { return false };
+        let ours = self
+            .sockets
+            .get(&pid)
+            .is_some_and(|(s, _)| Arc::ptr_eq(s, socket));
+        ours && self.sockets.remove(&pid).is_some()
+    }
+
+    /// The sockets whose window ended by `now`, and when the next ends.
+    pub(crate) fn expired(&mut self, now: u64) -> (Vec<Arc<Socket>>, Option<u64>) {
+        let mut gone = Vec::new();
+        while let Some(&(until, pid)) = self.order.front() {
+            if until > now {
+                return (gone, Some(until));
+            }
+            self.order.pop_front();
+            // Taken meanwhile, or parked again later: not this entry's.
+            if self.sockets.get(&pid).is_some_and(|(_, u)| *u == until) {
+                gone.extend(self.sockets.remove(&pid).map(|(s, _)| s));
+            }
+        }
+        (gone, None)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.sockets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory(limit: usize) -> Memory {
+        Memory::new(limit, Gauge::default(), GatewayId::from_bytes([1; 8]))
+    }
+
+    fn entry(memory: &Memory, n: u8) -> Arc<Entry> {
+        let frames = vec![Frame::Text(format!("42[\"n\",{n}]").into())];
+        memory
+            .keep(EmitId(u128::from(n)), frames)
+            .unwrap_or_else(|_| panic!("room for {n}"))
+    }
+
+    fn offset(n: u8) -> Option<Offset> {
+        Some(EmitId(u128::from(n)).offset())
+    }
+
+    fn ids(entries: &[Arc<Entry>]) -> Vec<u128> {
+        entries.iter().map(|e| e.id.0).collect()
+    }
+
+    const BOUNDS: Bounds = Bounds {
+        packets: 4,
+        bytes: 1 << 20,
+    };
+
+    fn found(log: Log, offset: Option<Offset>) -> Result<Missed, String> {
+        log.after(offset).map_err(|(why, _)| format!("{why:?}"))
+    }
+
+    fn why<T>(result: Result<T, (Unrecoverable, Log)>) -> Option<Unrecoverable> {
+        result.err().map(|(why, _)| why)
+    }
+
+    #[test]
+    fn a_client_gets_what_came_after_its_offset() -> Result<(), Box<dyn std::error::Error>> {
+        let memory = memory(1 << 20);
+        let mut log = Log::new(BOUNDS, true);
+        for n in 1..=3 {
+            log.push(Keep::Entry(&entry(&memory, n)));
+        }
+        log.push(Keep::Not);
+        let (missed, log) = found(log, offset(1))?;
+        assert_eq!(ids(&missed), [2, 3]);
+        // What the client got is let go; what it is sent now stays.
+        let (missed, mut log) = found(log, offset(3))?;
+        assert!(missed.is_empty());
+        assert_eq!(
+            why(log.after(None)),
+            Some(Unrecoverable::Behind),
+            "no longer whole"
+        );
+        log = Log::new(BOUNDS, true);
+        log.push(Keep::Entry(&entry(&memory, 9)));
+        let (missed, _) = found(log, None)?;
+        assert_eq!(ids(&missed), [9], "before its first event: everything");
+        Ok(())
+    }
+
+    #[test]
+    fn bounds_make_a_socket_unrecoverable() -> Result<(), Box<dyn std::error::Error>> {
+        let memory = memory(1 << 20);
+        let mut log = Log::new(BOUNDS, true);
+        for n in 1..=6 {
+            log.push(Keep::Entry(&entry(&memory, n)));
+        }
+        let mut later = Log::new(BOUNDS, false);
+        later.push(Keep::Entry(&entry(&memory, 7)));
+        log.append(later);
+        assert_eq!(log.entries.len(), 4, "at most 4 packets");
+        let (missed, log) = found(log, offset(4))?;
+        assert_eq!(ids(&missed), [5, 6, 7]);
+        assert_eq!(why(log.after(offset(2))), Some(Unrecoverable::Behind));
+
+        let mut log = Log::new(BOUNDS, true);
+        log.push(Keep::Entry(&entry(&memory, 1)));
+        log.push(Keep::Over);
+        log.push(Keep::Entry(&entry(&memory, 2)));
+        assert_eq!(why(log.after(offset(1))), Some(Unrecoverable::Broken));
+        Ok(())
+    }
+
+    #[test]
+    fn memory_counts_each_entry_once_until_dropped() {
+        let memory = memory(300);
+        let a = entry(&memory, 1);
+        let b = a.clone();
+        let used = memory.used.bytes.load(Ordering::Relaxed);
+        assert!(used > 64 && used < 150, "{used}");
+        let c = entry(&memory, 2);
+        assert!(
+            memory
+                .keep(EmitId(3), vec![Frame::Text("x".repeat(200).into())])
+                .is_err()
+        );
+        drop((a, b, c));
+        assert_eq!(memory.used.bytes.load(Ordering::Relaxed), 0);
+        assert_ne!(memory.local_id(), memory.local_id());
+    }
+}

@@ -1,0 +1,195 @@
+// Connection state recovery with the stock socket.io-client, against a
+// gateway with --connection-state-recovery (SIO_URL, a 10 s window) and one
+// with a 1 s window (SIO_SHORT_URL), and the worker of
+// tests/tests/recovery.rs. Started by that test.
+"use strict";
+
+const { test, after } = require("node:test");
+const assert = require("node:assert/strict");
+const { io } = require("socket.io-client");
+
+const URL = process.env.SIO_URL;
+const SHORT = process.env.SIO_SHORT_URL;
+const TIMEOUT = 10000;
+
+const opened = new Set();
+after(() => { for (const socket of opened) socket.close(); });
+
+// A client that reconnects one second after it lost its connection.
+function open(url, opts = {}) {
+  const socket = io(url, {
+    forceNew: true,
+    reconnectionDelay: 1000,
+    reconnectionDelayMax: 1000,
+    randomizationFactor: 0,
+    timeout: TIMEOUT,
+    ...opts,
+  });
+  opened.add(socket);
+  return once(socket, "connect").then(() => socket);
+}
+
+function once(socket, event) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no " + event + " in time")), TIMEOUT);
+    socket.once(event, (...args) => { clearTimeout(timer); resolve(args); });
+  });
+}
+
+const call = (socket, event, ...args) => socket.timeout(TIMEOUT).emitWithAck(event, ...args);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const range = (from, count) => Array.from({ length: count }, (_, i) => from + i);
+
+// Every `n` event a socket gets: the numbers of each tag in arrival order,
+// and the offsets (the argument recovery appends).
+function record(socket) {
+  const got = {};
+  const offsets = [];
+  socket.on("n", (tag, n, ...rest) => {
+    (got[tag] ||= []).push(n);
+    offsets.push(...rest);
+  });
+  return { got, offsets };
+}
+
+async function until(check, what) {
+  const deadline = Date.now() + TIMEOUT;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
+    await sleep(20);
+  }
+}
+
+// Closes the client's Engine.IO connection under it, as a network change
+// does; the client reconnects by itself.
+async function drop(socket) {
+  const dropped = once(socket, "disconnect");
+  socket.io.engine.close();
+  await dropped;
+}
+
+const count = (got, tag) => (got[tag] || []).length;
+
+for (const transports of [["websocket"], ["polling"]]) {
+  test(`recovered after its ${transports} transport dropped: every packet once, in order`, async () => {
+    const a = await open(URL, { transports, auth: { token: "t" } });
+    assert.equal(a.recovered, false);
+    assert.match(a._pid, /^[A-Za-z0-9_-]{22}$/, "the CONNECT reply carries a pid");
+    const { got, offsets } = record(a);
+    await call(a, "join", "r1");
+    await call(a, "remember", { n: 7 });
+    const b = await open(URL, { transports: ["websocket"] });
+    await call(b, "blast", { to: "room:r1", tag: "room", from: 0, count: 10 });
+    await until(() => count(got, "room") === 10, "the first 10");
+    assert.equal(offsets.length, 10);
+    assert.ok(offsets.every((o) => typeof o === "string" && o.length === 22), "each with its offset");
+    const id = a.id;
+    // It asks for 20 to itself, 20 ms apart, and loses its connection
+    // while they come.
+    a.emit("blast", { to: "me", tag: "me", from: 0, count: 20, pause_ms: 20 });
+    await until(() => count(got, "me") >= 3, "a few to itself");
+    await drop(a);
+    // Meanwhile: to its room, its id and its namespace.
+    await call(b, "blast", { to: "room:r1", tag: "room", from: 10, count: 20 });
+    await call(b, "blast", { to: "id:" + id, tag: "id", from: 0, count: 20 });
+    await call(b, "blast", { to: "all", tag: "all", from: 0, count: 20 });
+    assert.ok(!a.connected);
+    await once(a, "connect");
+    assert.equal(a.recovered, true);
+    assert.equal(a.id, id);
+    await until(
+      () => count(got, "room") >= 30 && count(got, "id") >= 20 && count(got, "all") >= 20 && count(got, "me") >= 20,
+      "what it missed",
+    );
+    // New emits come after what it missed.
+    await call(b, "blast", { to: "room:r1", tag: "room", from: 30, count: 5 });
+    await until(() => count(got, "room") >= 35, "the ones after");
+    await sleep(200);
+    assert.deepEqual(got.room, range(0, 35));
+    assert.deepEqual(got.id, range(0, 20));
+    assert.deepEqual(got.all, range(0, 20));
+    assert.deepEqual(got.me, range(0, 20));
+    const me = await call(a, "whoami");
+    assert.equal(me.recovered, true);
+    assert.equal(me.id, id);
+    assert.deepEqual(JSON.parse(me.auth), { token: "t" }, "the auth without the recovery fields");
+    assert.deepEqual(me.rooms, ["r1"]);
+    assert.deepEqual(me.data, { n: 7 });
+    // The workers never heard it leave, nor were asked about it again.
+    const seen = await call(b, "seen", id);
+    assert.deepEqual(seen, { connects: 1, disconnect: null });
+    a.close();
+    b.close();
+  });
+}
+
+test("recovered before its first event", async () => {
+  const a = await open(URL, { transports: ["websocket"] });
+  const { got } = record(a);
+  await call(a, "join", "r2");
+  const id = a.id;
+  await drop(a);
+  const b = await open(URL, { transports: ["websocket"] });
+  await call(b, "blast", { to: "room:r2", tag: "room", from: 0, count: 10 });
+  await once(a, "connect");
+  assert.equal(a.recovered, true);
+  assert.equal(a.id, id);
+  await until(() => count(got, "room") >= 10, "what it missed");
+  await sleep(200);
+  assert.deepEqual(got.room, range(0, 10));
+  a.close();
+  b.close();
+});
+
+test("volatile emits in between leave the offsets alone", async () => {
+  const a = await open(URL, { transports: ["websocket"] });
+  const { got } = record(a);
+  const volatile = [];
+  a.on("v", (...args) => volatile.push(args));
+  await call(a, "join", "r3");
+  const b = await open(URL, { transports: ["websocket"] });
+  // The last packet it gets is a volatile one (after 9); paced, so that
+  // none finds packets still queued (and is dropped, being volatile).
+  await call(b, "blast", { to: "room:r3", tag: "room", from: 0, count: 10, volatile_every: 3, pause_ms: 30 });
+  await until(() => count(got, "room") === 10 && volatile.length === 4, "the first 10 and 4 volatile");
+  assert.deepEqual(volatile, [[0], [3], [6], [9]], "volatile packets carry no offset");
+  await drop(a);
+  await call(b, "blast", { to: "room:r3", tag: "room", from: 10, count: 10, volatile_every: 3 });
+  await once(a, "connect");
+  assert.equal(a.recovered, true);
+  await until(() => count(got, "room") >= 20, "what it missed");
+  await sleep(200);
+  assert.deepEqual(got.room, range(0, 20));
+  a.close();
+  b.close();
+});
+
+test("past the window: a new socket, and the workers hear that the old one left", async () => {
+  const a = await open(SHORT, { transports: ["websocket"], reconnectionDelay: 2500, reconnectionDelayMax: 2500 });
+  await call(a, "join", "r4");
+  const id = a.id;
+  await drop(a);
+  await once(a, "connect");
+  assert.equal(a.recovered, false);
+  assert.notEqual(a.id, id);
+  const me = await call(a, "whoami");
+  assert.deepEqual(me.rooms, []);
+  assert.equal(me.recovered, false);
+  const seen = await call(a, "seen", id);
+  assert.deepEqual(seen, { connects: 1, disconnect: "transport close" });
+  a.close();
+});
+
+test("a client that left on purpose is not recovered", async () => {
+  const a = await open(URL, { transports: ["websocket"] });
+  await call(a, "join", "r5");
+  const id = a.id;
+  a.disconnect();
+  a.connect();
+  await once(a, "connect");
+  assert.equal(a.recovered, false);
+  assert.notEqual(a.id, id);
+  const seen = await call(a, "seen", id);
+  assert.deepEqual(seen, { connects: 1, disconnect: "client namespace disconnect" });
+  a.close();
+});

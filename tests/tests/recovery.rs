@@ -1,0 +1,166 @@
+//! Connection state recovery on one gateway, with the stock
+//! `socket.io-client` (`tests/js-recovery/recovery.test.js`): a client whose
+//! transport drops comes back with its socket id, rooms and data, and gets
+//! every packet emitted meanwhile (to its rooms, its id, its namespace, to
+//! itself) once and in order; before its first event too; volatile emits
+//! do not disturb its offsets; past the window it is a new socket, and the
+//! workers hear the old one's disconnect then. On both buses.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use sio_tests::harness::node_suite;
+use sio_tests::{BusKind, TestGateway, on_both_buses, test_config};
+use sio_worker::{Operators, Socket, Worker};
+
+on_both_buses!(stock_client_recovers);
+
+/// What the workers saw of each socket id.
+#[derive(Debug, Default)]
+struct Seen {
+    connects: HashMap<String, u32>,
+    disconnects: HashMap<String, String>,
+}
+
+/// A `blast` request: `count` events `n` (`tag`, number) numbered from
+/// `from`, to `to` (`room:<name>`, `id:<socket id>`, `all` for the
+/// namespace, `me` for the asking socket, straight), each followed by a
+/// volatile `v` when its number is a multiple of `volatile_every` (if not
+/// 0) after `pause_ms` (so that it finds no packet queued, and is not
+/// dropped).
+#[derive(Debug, Deserialize)]
+struct Blast {
+    to: String,
+    tag: String,
+    from: u32,
+    count: u32,
+    #[serde(default)]
+    volatile_every: u32,
+    #[serde(default)]
+    pause_ms: u64,
+}
+
+fn worker(seen: Arc<Mutex<Seen>>) -> Worker {
+    let mut worker = Worker::new();
+    let (on_connect, on_disconnect, ask) = (seen.clone(), seen.clone(), seen);
+    worker
+        .of("/")
+        .on_connect(move |socket: Socket| {
+            let seen = on_connect.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                *seen.connects.entry(socket.id().to_string()).or_default() += 1;
+                Ok(())
+            }
+        })
+        .on_disconnect(move |socket: Socket, reason| {
+            let seen = on_disconnect.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.disconnects
+                    .insert(socket.id().to_string(), reason.as_str().to_owned());
+            }
+        })
+        .on("join", |socket: Socket, (room,): (String,)| async move {
+            socket.join([room]).await?;
+            socket.ack(&()).await
+        })
+        .on("whoami", |socket: Socket, ()| async move {
+            let auth = socket.handshake().auth.clone();
+            let reply = json!({
+                "id": socket.id().to_string(),
+                "recovered": socket.recovered(),
+                "auth": auth,
+                "rooms": socket.rooms(),
+                "data": socket.data::<serde_json::Value>().and_then(Result::ok),
+            });
+            socket.ack(&(reply,)).await
+        })
+        .on(
+            "remember",
+            |socket: Socket, (data,): (serde_json::Value,)| async move {
+                socket.set_data(&data).await?;
+                socket.ack(&()).await
+            },
+        )
+        .on("seen", move |socket: Socket, (id,): (String,)| {
+            let seen = ask.clone();
+            async move {
+                let reply = {
+                    let seen = seen.lock().unwrap();
+                    json!({
+                        "connects": seen.connects.get(&id).copied().unwrap_or(0),
+                        "disconnect": seen.disconnects.get(&id),
+                    })
+                };
+                socket.ack(&(reply,)).await
+            }
+        })
+        .on("blast", |socket: Socket, (blast,): (Blast,)| async move {
+            for n in blast.from..blast.from + blast.count {
+                let args = (&blast.tag, n);
+                match blast.to.as_str() {
+                    // Straight to the socket, not through its room.
+                    "me" => socket.emit("n", &args).await?,
+                    to => target(&socket, to).emit("n", &args).await?,
+                }
+                if blast.pause_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(blast.pause_ms)).await;
+                }
+                if blast.volatile_every > 0 && n % blast.volatile_every == 0 {
+                    target(&socket, &blast.to)
+                        .volatile()
+                        .emit("v", &(n,))
+                        .await?;
+                }
+            }
+            // A socket blasting itself may be gone before the answer.
+            match socket.wants_ack() {
+                true => socket.ack(&()).await,
+                false => Ok(()),
+            }
+        });
+    worker
+}
+
+/// Where a `blast` goes.
+fn target(socket: &Socket, to: &str) -> Operators {
+    match to.split_once(':') {
+        Some((_, room)) => socket.to(room),
+        None if to == "me" => socket.to(socket.id().to_string()),
+        None => socket.of("/"),
+    }
+}
+
+async fn stock_client_recovers(kind: BusKind) {
+    let bus = kind.start().await;
+    let mut config = test_config();
+    config.connection_state_recovery = true;
+    config.max_disconnection_duration = 10_000;
+    // Heartbeats as a client on a real network has them: a client whose
+    // reconnection waits a second is not cut for a missed ping meanwhile.
+    config.ping_interval = 5_000;
+    config.ping_timeout = 5_000;
+    let gateway = TestGateway::start(config.clone(), bus.bus.clone()).await;
+    config.max_disconnection_duration = 1_000;
+    let short = TestGateway::start(config, bus.bus.clone()).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let running = worker(seen).start(bus.bus.clone()).await.unwrap();
+    node_suite(
+        "tests/js-recovery/recovery.test.js",
+        &format!("http://{}", gateway.addr),
+        &[("SIO_SHORT_URL", &format!("http://{}", short.addr))],
+    )
+    .await;
+    running.shutdown().await;
+}
