@@ -160,6 +160,7 @@ impl Gateway {
         for client in &clients {
             node.close(&client.session, fault::Fault::ShuttingDown);
         }
+        recover::release_all(node);
         let deadline = tokio::time::Instant::now() + config::ms(node.config.drain_timeout);
         // A transport holds the session's reader until it has sent the close.
         while tokio::time::Instant::now() < deadline

@@ -41,7 +41,8 @@ const fn recoverable(reason: DisconnectReason) -> bool {
 /// may recover it; false if it leaves now.
 pub(crate) fn park(node: &Node, socket: &Arc<Socket>, reason: DisconnectReason) -> bool {
     let Some(pid) = socket.pid else { return false };
-    if !recoverable(reason) || socket.is_gone() || !socket.park(reason) {
+    // A gateway that is going away keeps nothing for later.
+    if node.is_draining() || !recoverable(reason) || socket.is_gone() || !socket.park(reason) {
         return false;
     }
     // Whoever waits for an ack hears now that none will come.
@@ -145,6 +146,20 @@ pub(crate) fn restore(
 fn leave(node: &Arc<Node>, socket: &Arc<Socket>) {
     let reason = socket.parked().unwrap_or(DisconnectReason::TransportClose);
     node.forget_socket(socket, reason);
+}
+
+/// The gateway is going away: every parked socket leaves now, its
+/// workers told, as its memory goes with the process.
+pub(crate) fn release_all(node: &Arc<Node>) {
+    let gone = {
+        let mut parked = parked(node);
+        let (gone, _) = parked.expired(u64::MAX);
+        node.metrics.recoverable.set(0);
+        gone
+    };
+    for socket in &gone {
+        leave(node, socket);
+    }
 }
 
 /// Lets parked sockets go as their windows end, for as long as the

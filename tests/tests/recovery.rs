@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 use sio_tests::harness::node_suite;
+use sio_tests::raw::{Metrics, metrics};
 use sio_tests::{BusKind, TestGateway, on_both_buses, test_config};
 use sio_worker::{Operators, Socket, Worker};
 
@@ -162,5 +163,20 @@ async fn stock_client_recovers(kind: BusKind) {
         &[("SIO_SHORT_URL", &format!("http://{}", short.addr))],
     )
     .await;
+    // Counted: four recovered (two transports, before the first event,
+    // volatile in between), one pid that was no longer parked (it left on
+    // purpose); on the short window, one that came too late.
+    let (long, short) = (metrics(gateway.addr).await, metrics(short.addr).await);
+    let outcome =
+        |m: &Metrics, o: &str| m.get(&format!("sio_gateway_recoveries_total{{outcome=\"{o}\"}}"));
+    assert_eq!(outcome(&long, "recovered"), Some(4), "{}", long.0);
+    assert_eq!(outcome(&long, "unknown"), Some(1));
+    assert_eq!(outcome(&short, "unknown"), Some(1), "{}", short.0);
+    assert_eq!(outcome(&short, "recovered"), None);
+    // Every client closed: nothing is kept any more.
+    for m in [&long, &short] {
+        assert_eq!(m.get("sio_gateway_recoverable_sockets"), Some(0));
+        assert_eq!(m.get("sio_gateway_recovery_bytes"), Some(0));
+    }
     running.shutdown().await;
 }
