@@ -202,9 +202,13 @@ async fn websocket(
     serve_websocket(ws, spec, joined, stop, report, (started, false)).await
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
-async fn open_websocket(server: SocketAddr, source: IpAddr, query: &str) -> Result<Ws, String> {
+pub(crate) async fn open_websocket(
+    server: SocketAddr,
+    source: IpAddr,
+    query: &str,
+) -> Result<Ws, String> {
     let stream = tcp(server, source).await.map_err(|e| e.to_string())?;
     let url = packet::ws_url(server, query);
     // Small buffers: the generator must stay lighter than the servers.

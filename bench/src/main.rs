@@ -54,7 +54,7 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         peers: Option<Vec<String>>,
         /// Scenarios: idle, burst, sparse, ack, stream, rooms, polling,
-        /// anywhere, balanced, floor (default all).
+        /// anywhere, balanced, recover, floor (default all).
         #[arg(long, value_delimiter = ',')]
         scenarios: Option<Vec<String>>,
         /// Pin the servers to these CPUs (`taskset -c`); pin the generator
@@ -162,6 +162,13 @@ async fn suite(
     };
     let mut targets = vec![Target::SioNats { gateways: 1 }];
     targets.extend(peers.iter().cloned());
+    // Fan-out with connection state recovery on, beside the same off.
+    let recovering: Vec<Target> = targets
+        .iter()
+        .filter(|t| matches!(t, Target::SioNats { .. } | Target::Node { processes: 1 }))
+        .map(|t| Target::Recovering(Box::new(t.clone())))
+        .collect();
+    let fan_out: Vec<&Target> = targets.iter().chain(&recovering).collect();
     let single: Vec<&Target> = targets
         .iter()
         .filter(|t| !matches!(t, Target::Node { processes: 2.. }))
@@ -180,7 +187,7 @@ async fn suite(
         }
     }
     if wanted("burst") {
-        for t in &targets {
+        for t in &fan_out {
             let what = format!("burst on {}", t.name());
             let run = bench.burst(
                 t,
@@ -193,7 +200,7 @@ async fn suite(
     }
     if wanted("sparse") {
         for rate in &sizes.sparse_rates {
-            for t in &targets {
+            for t in &fan_out {
                 measure(
                     &mut rows,
                     format!("sparse {rate}/s on {}", t.name()),
@@ -280,6 +287,17 @@ async fn suite(
                 let what = format!("balanced (sticky: {sticky}) on {}", t.name());
                 measure(&mut rows, what, bench.balanced(t, sticky)).await;
             }
+        }
+    }
+
+    if wanted("recover") {
+        for t in &recovering {
+            measure(
+                &mut rows,
+                format!("recover on {}", t.name()),
+                bench.recover(t, 1_000),
+            )
+            .await;
         }
     }
 

@@ -25,6 +25,8 @@ pub(crate) enum Target {
     Nats,
     /// A bare tokio-tungstenite echo server (a floor).
     WsEcho,
+    /// sio-nats or Node socket.io with connection state recovery on.
+    Recovering(Box<Target>),
 }
 
 impl Target {
@@ -38,6 +40,7 @@ impl Target {
             Target::Socketioxide { buffer: Some(b) } => format!("socketioxide (buffer {b})"),
             Target::Nats => "nats-server".into(),
             Target::WsEcho => "tokio-tungstenite echo".into(),
+            Target::Recovering(inner) => format!("{} (recovery)", inner.name()),
         }
     }
 }
@@ -276,6 +279,14 @@ impl Launcher {
 
     /// Starts `target`.
     pub(crate) fn start(&self, target: &Target) -> Result<Running, String> {
+        match target {
+            Target::Recovering(inner) => self.start_with(inner, true),
+            other => self.start_with(other, false),
+        }
+    }
+
+    /// Starts `target`, with connection state recovery if `recovery`.
+    fn start_with(&self, target: &Target, recovery: bool) -> Result<Running, String> {
         let mut running = Running {
             addrs: Vec::new(),
             processes: Vec::new(),
@@ -310,6 +321,9 @@ impl Launcher {
                         .args(["--namespaces", "/", "--authorize", "/"])
                         .args(["--log-level", "warn", "--max-connections", "30000"])
                         .args(["--backlog", "4096"]);
+                    if recovery {
+                        gw.arg("--connection-state-recovery");
+                    }
                     let gw = gw
                         .current_dir(&self.root)
                         .stdout(Stdio::null())
@@ -345,6 +359,9 @@ impl Launcher {
                     if let Some(url) = &redis_url {
                         node.env("REDIS_URL", url);
                     }
+                    if recovery {
+                        node.env("RECOVERY", "1");
+                    }
                     let node = self.spawn(node, "listening")?;
                     running.front.push(node.id());
                     running.processes.push(("node".into(), node));
@@ -364,6 +381,7 @@ impl Launcher {
                 running.processes.push(("socketioxide".into(), peer));
                 running.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
             }
+            Target::Recovering(inner) => return self.start_with(inner, true),
         }
         Ok(running)
     }

@@ -196,7 +196,7 @@ impl Client {
             false => (None, auth),
         };
         let pid = match config.connection_state_recovery {
-            true => match Pid::random() {
+            true => match Pid::random(rules.gateway) {
                 Ok(pid) => Some(pid),
                 Err(_) => return Action::Close(Fault::NoRandomness),
             },

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::config::ms;
 use crate::node::Node;
 use crate::socket::{self, Socket};
-use crate::{delivery, event, handover};
+use crate::{delivery, event, handover, recover};
 
 /// Serves a polling request forwarded by another gateway (the transport
 /// layer's, handed in so that this file need not reach up to it).
@@ -102,6 +102,7 @@ fn held_here(node: &Node, command: &Command) -> bool {
         Command::Socket { socket, .. } => node.registry.socket(socket).is_some(),
         Command::Broadcast(_) | Command::Poll { .. } | Command::Probe { .. } => true,
         Command::HandOver { .. } | Command::Release { .. } => true,
+        Command::Recover { pid, .. } | Command::Recovered { pid, .. } => recover::holds(node, pid),
         Command::Probed { .. } | Command::Unprobe { .. } => false,
     }
 }
@@ -137,6 +138,20 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
         }
         Command::Release { sid } => {
             return Applied::Inline(Box::pin(handover::release(node.clone(), sid)));
+        }
+        Command::Recover { pid, ns, to } => {
+            if let Some(there) = recover::elsewhere(node, &pid) {
+                forward(node, there, message);
+                return Applied::Forwarded;
+            }
+            return Applied::Reply(recover::give(node, pid, &ns, to));
+        }
+        Command::Recovered { pid, after } => {
+            if let Some(there) = recover::elsewhere(node, &pid) {
+                forward(node, there, message);
+                return Applied::Forwarded;
+            }
+            return Applied::Reply(recover::let_go(node, pid, after));
         }
     };
     let Some(socket) = node.registry.socket(&id) else {

@@ -12,7 +12,7 @@ use crate::client::{Action, Client, error_object, namespace_label};
 use crate::config::ms;
 use crate::fault::Fault;
 use crate::node::Node;
-use crate::outbox::Frame;
+use crate::recover::Catch;
 use crate::socket::{self, Socket};
 use crate::{delivery, event, recover};
 
@@ -46,14 +46,17 @@ async fn run(node: &Arc<Node>, client: &Arc<Client>, action: Action) {
             authorize,
             recovery,
         } => {
-            let restored = recovery.and_then(|r| recover::restore(node, client, &socket, r));
+            let restored = match recovery {
+                Some(r) => recover::restore(node, client, &socket, r).await,
+                None => None,
+            };
             match restored {
                 Some((socket, missed)) if node.config.skip_middlewares => {
                     client.decided(&socket.ns);
                     establish(node, client, socket, None, Vec::new(), missed).await;
                 }
                 Some((socket, missed)) => connect(node, client, socket, authorize, missed).await,
-                None => connect(node, client, socket, authorize, Vec::new()).await,
+                None => connect(node, client, socket, authorize, Catch::default()).await,
             }
         }
         Action::Leave(socket, reason) => node.remove_socket(client, &socket, reason),
@@ -76,7 +79,7 @@ async fn connect(
     client: &Arc<Client>,
     socket: Arc<Socket>,
     authorize: bool,
-    missed: Vec<Frame>,
+    missed: Catch,
 ) {
     let Ok(payload) = socket.connect_request().map(Bytes::from) else {
         return;
@@ -153,7 +156,7 @@ async fn establish(
     socket: Arc<Socket>,
     data: Option<String>,
     rooms: Vec<String>,
-    missed: Vec<Frame>,
+    missed: Catch,
 ) {
     if data.is_some() {
         socket.set_data(data);
@@ -179,8 +182,8 @@ async fn establish(
         &socket.session,
         frames
             .into_iter()
-            .chain(missed)
-            .chain(socket.release(&Default::default())),
+            .chain(missed.frames)
+            .chain(socket.release(&missed.emits)),
     );
     // While the bus is away the subscriptions wait for it, not the client.
     if node.bus_ready(tokio::time::Instant::now()).await {

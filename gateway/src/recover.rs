@@ -3,18 +3,45 @@
 //! in its rooms; a client back with its pid within the window gets it
 //! back with what it missed; a window that ends without it lets the
 //! socket go, its workers told why it left.
+//!
+//! A client that comes back to another gateway (the pid names the one
+//! that parked it) is recovered from there in two steps over `P.gw`, as a
+//! websocket upgrade moves a session: `Recover` (the owner gives the
+//! socket's state and keeps logging what reaches it), the new gateway
+//! takes the socket's subscriptions and holds what arrives, then
+//! `Recovered` (the owner gives what the client missed after its offset
+//! and lets the socket go, forwarding commands for it from then on). What
+//! reached both is told apart by emit id, so the client gets every packet
+//! once.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use sio_protocol::envelope::DisconnectReason;
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use sio_protocol::envelope::{
+    self, Command, CommandReply, DisconnectReason, EmitId, Missed, MissedEmit, QueuedFrame,
+};
+use sio_protocol::id::{GatewayId, Pid};
 use sio_protocol::socketio::recovery::Recovery;
 
 use crate::client::Client;
+use crate::config::ms;
+use crate::delivery;
 use crate::node::Node;
 use crate::outbox::Frame;
-use crate::recovery::{Log, Parked};
+use crate::recovery::{Keep, Log, Parked};
 use crate::socket::Socket;
+
+/// What the client of a recovered socket gets after the CONNECT reply,
+/// before what was held for it: the packets it missed; held copies of the
+/// emits among them (by id) are dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Catch {
+    pub(crate) frames: Vec<Frame>,
+    pub(crate) emits: HashSet<EmitId>,
+}
 
 fn parked(node: &Node) -> MutexGuard<'_, Parked> {
     lock(&node.parked)
@@ -71,34 +98,33 @@ pub(crate) fn unpark(node: &Arc<Node>, socket: &Arc<Socket>, reason: DisconnectR
 }
 
 /// The socket `recovery` asks for in place of `fresh`, in the registry
-/// from now on (pending until its CONNECT reply), with the frames its
-/// client missed; `None` if it cannot be had (counted), and `fresh` goes
-/// on as a new socket.
-pub(crate) fn restore(
+/// from now on (pending until its CONNECT reply), with what its client
+/// missed; `None` if it cannot be had (counted), and `fresh` goes on as a
+/// new socket. Parked here, or recovered from the gateway that has it.
+pub(crate) async fn restore(
     node: &Arc<Node>,
     client: &Client,
     fresh: &Socket,
     recovery: Recovery,
-) -> Option<(Arc<Socket>, Vec<Frame>)> {
-    let outcome = |label| {
-        node.metrics
-            .recoveries
-            .get_or_create(&crate::metrics::OutcomeLabel { outcome: label })
-            .inc()
-    };
-    let taken = {
+) -> Option<(Arc<Socket>, Catch)> {
+    let (taken, elsewhere) = {
         let mut parked = parked(node);
         let taken = parked.take(&recovery.pid, &fresh.ns, node.now());
         node.metrics.recoverable.set(gauge(parked.len()));
-        taken
+        // Kept elsewhere: where it went from here, or where the pid says.
+        let born = Some(recovery.pid.gateway()).filter(|g| *g != node.id);
+        (taken, parked.moved_to(&recovery.pid).or(born))
     };
     let parked = match taken {
         None => {
-            outcome("unknown");
+            if let Some(owner) = elsewhere {
+                return fetch(node, client, fresh, recovery, owner).await;
+            }
+            outcome(node, "unknown");
             return None;
         }
         Some(Err(expired)) => {
-            outcome("expired");
+            outcome(node, "expired");
             leave(node, &expired);
             return None;
         }
@@ -127,19 +153,200 @@ pub(crate) fn restore(
             // Gone, but not out of the registry or the rooms: they are
             // the restored socket's now (the same id).
             parked.leave();
-            outcome("recovered");
+            outcome(node, "recovered");
             let frames = missed
                 .iter()
                 .flat_map(|e| e.frames().iter().cloned())
                 .collect();
-            Some((restored, frames))
+            let emits = HashSet::new();
+            Some((restored, Catch { frames, emits }))
         }
         Err(why) => {
-            outcome(why.outcome());
+            outcome(node, why.outcome());
             leave(node, &parked);
             None
         }
     }
+}
+
+fn outcome(node: &Node, outcome: &'static str) {
+    let label = crate::metrics::OutcomeLabel { outcome };
+    node.metrics.recoveries.get_or_create(&label).inc();
+}
+
+/// The new gateway's side: recovers a socket `owner` parked (see the
+/// module's doc).
+async fn fetch(
+    node: &Arc<Node>,
+    client: &Client,
+    fresh: &Socket,
+    recovery: Recovery,
+    owner: GatewayId,
+) -> Option<(Arc<Socket>, Catch)> {
+    let (pid, ns, to) = (recovery.pid, fresh.ns.clone(), node.id);
+    let asked = request(node, owner, &Command::Recover { pid, ns, to }).await;
+    let Some(CommandReply::Recovering(mut moving)) = asked else {
+        outcome(node, "unknown");
+        return None;
+    };
+    let log = Log::new(node.config.recovery_bounds(), false);
+    let socket = Socket::new(
+        moving.id,
+        fresh.ns.clone(),
+        fresh.session.clone(),
+        client.handshake().clone(),
+        fresh.auth(),
+        true,
+    )
+    .map(|s| s.recoverable(pid, log));
+    let Ok(socket) = socket else {
+        outcome(node, "unrecoverable");
+        return None;
+    };
+    socket.recovered(moving.state.data.clone());
+    let socket = Arc::new(socket);
+    // Reachable and subscribed before the owner lets go: what is emitted
+    // to it from now on is held here.
+    node.registry.took_from(owner);
+    node.registry.add_socket(socket.clone());
+    delivery::join(node, &socket, &moving.state.rooms).await;
+    let after = recovery.offset.map(EmitId::from_offset);
+    let given = request(node, owner, &Command::Recovered { pid, after }).await;
+    let Some(CommandReply::Missed(missed)) = given else {
+        outcome(node, "behind");
+        socket.leave();
+        node.registry.remove_socket(&socket.id);
+        node.registry.unindex(&socket);
+        return None;
+    };
+    moving.busy = missed.busy;
+    socket.arrive(&moving);
+    // It lives here again, if it had gone elsewhere from here.
+    parked(node).unmove(&pid);
+    node.registry.back(&socket.id);
+    // Kept here too: the client may lose this connection as well.
+    let mut older = Log::new(node.config.recovery_bounds(), false);
+    let mut catch = Catch::default();
+    for MissedEmit { id, frames } in missed.emits {
+        let frames: Vec<Frame> = frames.into_iter().filter_map(frame).collect();
+        catch.frames.extend(frames.iter().cloned());
+        catch.emits.insert(id);
+        match node.memory.keep(id, frames) {
+            Ok(entry) => older.push(Keep::Entry(&entry)),
+            Err(_) => older.push(Keep::Over),
+        }
+    }
+    socket.adopt(older);
+    outcome(node, "recovered");
+    Some((socket, catch))
+}
+
+fn frame(frame: QueuedFrame) -> Option<Frame> {
+    match frame {
+        QueuedFrame::Text(text) => Utf8Bytes::try_from(text).ok().map(Frame::Text),
+        QueuedFrame::Binary(data) => Some(Frame::Binary(data)),
+    }
+}
+
+fn queued(frame: &Frame) -> QueuedFrame {
+    match frame {
+        Frame::Text(text) => QueuedFrame::Text(Bytes::copy_from_slice(text.as_bytes())),
+        Frame::Binary(data) => QueuedFrame::Binary(data.clone()),
+    }
+}
+
+/// A request to another gateway, bounded by `--connect-request-timeout`.
+async fn request(node: &Node, to: GatewayId, command: &Command) -> Option<CommandReply> {
+    let payload = envelope::encode(command).ok()?;
+    let wait = ms(node.config.connect_request_timeout);
+    let subject = node.subjects.gateway(to);
+    let reply = node.bus.request(subject, payload.into(), wait).await.ok()?;
+    envelope::decode_owned(&reply).ok()
+}
+
+/// Where a recovery's command for `pid` goes on to, unless this gateway
+/// keeps the socket: the gateway it went to when it was recovered there.
+pub(crate) fn elsewhere(node: &Node, pid: &Pid) -> Option<GatewayId> {
+    let parked = parked(node);
+    match parked.holds(pid) {
+        true => None,
+        false => parked.moved_to(pid),
+    }
+}
+
+/// Whether this gateway keeps the socket `pid` names (as the heir of a
+/// dead gateway's subject, it answers only then).
+pub(crate) fn holds(node: &Node, pid: &Pid) -> bool {
+    parked(node).holds(pid)
+}
+
+/// The owner's side, step 1: gives the state of the parked socket `pid`
+/// names to `to`, keeping the socket (and what reaches it) until step 2,
+/// or for as long as two connect requests may take.
+pub(crate) fn give(node: &Arc<Node>, pid: Pid, ns: &str, to: GatewayId) -> CommandReply {
+    let taken = parked(node).take(&pid, ns, node.now());
+    let socket = match taken {
+        Some(Ok(socket)) => socket,
+        Some(Err(expired)) => {
+            leave(node, &expired);
+            return CommandReply::UnknownSocket;
+        }
+        None => return CommandReply::UnknownSocket,
+    };
+    let Some(moving) = socket.moving() else {
+        leave(node, &socket);
+        return CommandReply::UnknownSocket;
+    };
+    parked(node).claim(pid, socket, to);
+    let weak = Arc::downgrade(node);
+    let wait = ms(node.config.connect_request_timeout.saturating_mul(2));
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        // Step 2 never came: the new gateway gave up.
+        let Some(node) = weak.upgrade() else { return };
+        let claimed = parked(&node).unclaim(&pid);
+        if let Some((socket, _)) = claimed {
+            leave(&node, &socket);
+        }
+    });
+    CommandReply::Recovering(moving)
+}
+
+/// The owner's side, step 2: what the client missed after `after`, and
+/// the socket lives on where step 1 said (commands for it are forwarded
+/// there).
+pub(crate) fn let_go(node: &Arc<Node>, pid: Pid, after: Option<EmitId>) -> CommandReply {
+    let claimed = parked(node).unclaim(&pid);
+    let Some((socket, to)) = claimed else {
+        return CommandReply::UnknownSocket;
+    };
+    node.metrics.recoverable.set(gauge(parked(node).len()));
+    // Moved first: from now on emits reach it at `to` only, and what
+    // comes here for it (direct emits, acks) goes there.
+    socket.moved(to);
+    let kept = match socket.replace(after.map(EmitId::offset), || {}) {
+        Ok((kept, _)) => kept,
+        Err(_) => {
+            leave(node, &socket);
+            return CommandReply::UnknownSocket;
+        }
+    };
+    node.registry.moved(&socket, to);
+    parked(node).moved(pid, to);
+    node.registry.remove_socket(&socket.id);
+    node.registry.unindex(&socket);
+    socket.leave();
+    let emits = kept
+        .iter()
+        .map(|entry| MissedEmit {
+            id: entry.id(),
+            frames: entry.frames().iter().map(queued).collect(),
+        })
+        .collect();
+    CommandReply::Missed(Missed {
+        emits,
+        busy: !socket.is_idle(),
+    })
 }
 
 /// A parked socket whose client will not have it back leaves.
@@ -153,9 +360,8 @@ fn leave(node: &Arc<Node>, socket: &Arc<Socket>) {
 pub(crate) fn release_all(node: &Arc<Node>) {
     let gone = {
         let mut parked = parked(node);
-        let (gone, _) = parked.expired(u64::MAX);
         node.metrics.recoverable.set(0);
-        gone
+        parked.drain()
     };
     for socket in &gone {
         leave(node, socket);

@@ -33,6 +33,10 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    pub(crate) fn id(&self) -> EmitId {
+        self.id
+    }
+
     pub(crate) fn frames(&self) -> &[Frame] {
         &self.frames
     }
@@ -232,7 +236,17 @@ pub(crate) struct Parked {
     sockets: HashMap<Pid, (Arc<Socket>, u64)>,
     /// Pids in the order their windows end (all windows are as long).
     order: VecDeque<(u64, Pid)>,
+    /// Sockets another gateway is recovering (between its two steps), and
+    /// which.
+    claimed: HashMap<Pid, (Arc<Socket>, GatewayId)>,
+    /// Where sockets recovered elsewhere went (the oldest forgotten past
+    /// [`MOVED`]): their clients may come back here with the same pid.
+    moved: HashMap<Pid, GatewayId>,
+    moved_order: VecDeque<Pid>,
 }
+
+/// Pids of sockets recovered elsewhere, remembered.
+const MOVED: usize = 65_536;
 
 impl Parked {
     pub(crate) fn park(&mut self, pid: Pid, socket: Arc<Socket>, until: u64) {
@@ -281,8 +295,55 @@ impl Parked {
         (gone, None)
     }
 
+    /// Another gateway is recovering `socket` (taken out by
+    /// [`Parked::take`]).
+    pub(crate) fn claim(&mut self, pid: Pid, socket: Arc<Socket>, by: GatewayId) {
+        self.claimed.insert(pid, (socket, by));
+    }
+
+    /// The socket claimed with `pid`, taken back, and who claimed it.
+    pub(crate) fn unclaim(&mut self, pid: &Pid) -> Option<(Arc<Socket>, GatewayId)> {
+        self.claimed.remove(pid)
+    }
+
     pub(crate) fn len(&self) -> usize {
-        self.sockets.len()
+        self.sockets.len() + self.claimed.len()
+    }
+
+    /// The socket `pid` names lives on at `to` now.
+    pub(crate) fn moved(&mut self, pid: Pid, to: GatewayId) {
+        if self.moved.insert(pid, to).is_none() {
+            self.moved_order.push_back(pid);
+        }
+        while self.moved_order.len() > MOVED {
+            if let Some(old) = self.moved_order.pop_front() {
+                self.moved.remove(&old);
+            }
+        }
+    }
+
+    /// The socket `pid` names is back here.
+    pub(crate) fn unmove(&mut self, pid: &Pid) {
+        self.moved.remove(pid);
+    }
+
+    /// Where the socket `pid` names went, if it was recovered elsewhere.
+    pub(crate) fn moved_to(&self, pid: &Pid) -> Option<GatewayId> {
+        self.moved.get(pid).copied()
+    }
+
+    /// Whether `pid` names a socket this gateway keeps.
+    pub(crate) fn holds(&self, pid: &Pid) -> bool {
+        self.sockets.contains_key(pid) || self.claimed.contains_key(pid)
+    }
+
+    /// Every socket, taken out.
+    pub(crate) fn drain(&mut self) -> Vec<Arc<Socket>> {
+        self.order.clear();
+        let parked = self.sockets.drain().map(|(_, (s, _))| s);
+        parked
+            .chain(self.claimed.drain().map(|(_, (s, _))| s))
+            .collect()
     }
 }
 

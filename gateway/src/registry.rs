@@ -155,6 +155,12 @@ impl Registry {
         lock(&self.moved).to.get(socket).map(|(to, _)| *to)
     }
 
+    /// A socket that had moved from here lives here again (its client
+    /// recovered it here).
+    pub(crate) fn back(&self, socket: &SocketId) {
+        lock(&self.moved).to.remove(socket);
+    }
+
     /// A socket handed over, while this gateway still works for it (an
     /// emit here awaits its client's answer).
     pub(crate) fn moved_socket(&self, socket: &SocketId) -> Option<Arc<Socket>> {

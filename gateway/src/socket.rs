@@ -164,11 +164,9 @@ impl Socket {
             true,
         )?;
         let state = parked.inner().context.state()?;
-        socket.change(|s| {
-            s.data = state.data;
-            s.rooms = state.rooms;
-            s.recovered = true;
-        });
+        // The rooms too: the index has them already, under the same id.
+        socket.recovered(state.data);
+        socket.change(|s| s.rooms = state.rooms);
         Ok(match parked.pid {
             Some(pid) => socket.recoverable(pid, log),
             None => socket,
@@ -220,6 +218,15 @@ impl Socket {
         }
         inner.parked = Some(reason);
         true
+    }
+
+    /// Takes the data of the socket it recovers, marked recovered (its
+    /// rooms come by a join, which indexes them; the auth stays its own).
+    pub(crate) fn recovered(&self, data: Option<String>) {
+        self.change(|s| {
+            s.data = data;
+            s.recovered = true;
+        });
     }
 
     /// The auth its client sent with its CONNECT.

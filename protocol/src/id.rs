@@ -1,7 +1,7 @@
-//! Identifiers that route: gateway ids, Engine.IO sids and Socket.IO
-//! socket ids.
+//! Identifiers that route: gateway ids, Engine.IO sids, Socket.IO socket
+//! ids and recovery pids.
 //!
-//! A sid or socket id is 8 bytes of gateway id followed by 16 random bytes
+//! A sid, socket id or pid is 8 bytes of gateway id followed by 16 random bytes
 //! (128 bits, unguessable), written as 32 characters of unpadded base64url.
 //! Whoever holds one can address the owning gateway on `P.gw.<gateway-id>`
 //! without a lookup. Gateway ids are 11 base64url characters, which are
@@ -119,6 +119,14 @@ routed_id!(
     /// A Socket.IO socket id: one per namespace a client joined. Every
     /// socket is also in the room named by its id.
     SocketId
+);
+routed_id!(
+    /// A socket's private id for connection state recovery: whoever shows
+    /// it may take the socket's state over, so it is unguessable and only
+    /// ever sent to the socket's client; it names the gateway that keeps
+    /// the socket, which a client back at another gateway is recovered
+    /// from.
+    Pid
 );
 
 impl FromStr for GatewayId {

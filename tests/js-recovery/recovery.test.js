@@ -4,77 +4,18 @@
 // tests/tests/recovery.rs. Started by that test.
 "use strict";
 
-const { test, after } = require("node:test");
+const { test } = require("node:test");
 const assert = require("node:assert/strict");
-const { io } = require("socket.io-client");
+const { open, once, call, sleep, range, record, count, until, drop } = require("./helpers");
 
 const URL = process.env.SIO_URL;
 const SHORT = process.env.SIO_SHORT_URL;
-const TIMEOUT = 10000;
-
-const opened = new Set();
-after(() => { for (const socket of opened) socket.close(); });
-
-// A client that reconnects one second after it lost its connection.
-function open(url, opts = {}) {
-  const socket = io(url, {
-    forceNew: true,
-    reconnectionDelay: 1000,
-    reconnectionDelayMax: 1000,
-    randomizationFactor: 0,
-    timeout: TIMEOUT,
-    ...opts,
-  });
-  opened.add(socket);
-  return once(socket, "connect").then(() => socket);
-}
-
-function once(socket, event) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("no " + event + " in time")), TIMEOUT);
-    socket.once(event, (...args) => { clearTimeout(timer); resolve(args); });
-  });
-}
-
-const call = (socket, event, ...args) => socket.timeout(TIMEOUT).emitWithAck(event, ...args);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const range = (from, count) => Array.from({ length: count }, (_, i) => from + i);
-
-// Every `n` event a socket gets: the numbers of each tag in arrival order,
-// and the offsets (the argument recovery appends).
-function record(socket) {
-  const got = {};
-  const offsets = [];
-  socket.on("n", (tag, n, ...rest) => {
-    (got[tag] ||= []).push(n);
-    offsets.push(...rest);
-  });
-  return { got, offsets };
-}
-
-async function until(check, what) {
-  const deadline = Date.now() + TIMEOUT;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
-    await sleep(20);
-  }
-}
-
-// Closes the client's Engine.IO connection under it, as a network change
-// does; the client reconnects by itself.
-async function drop(socket) {
-  const dropped = once(socket, "disconnect");
-  socket.io.engine.close();
-  await dropped;
-}
-
-const count = (got, tag) => (got[tag] || []).length;
 
 for (const transports of [["websocket"], ["polling"]]) {
   test(`recovered after its ${transports} transport dropped: every packet once, in order`, async () => {
     const a = await open(URL, { transports, auth: { token: "t" } });
     assert.equal(a.recovered, false);
-    assert.match(a._pid, /^[A-Za-z0-9_-]{22}$/, "the CONNECT reply carries a pid");
+    assert.match(a._pid, /^[A-Za-z0-9_-]{32}$/, "the CONNECT reply carries a pid");
     const { got, offsets } = record(a);
     await call(a, "join", "r1");
     await call(a, "remember", { n: 7 });

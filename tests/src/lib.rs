@@ -14,6 +14,7 @@ pub mod harness;
 pub mod nats;
 pub mod order;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 
 pub use harness::{BusKind, TestGateway, test_config};

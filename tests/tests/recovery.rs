@@ -4,7 +4,10 @@
 //! every packet emitted meanwhile (to its rooms, its id, its namespace, to
 //! itself) once and in order; before its first event too; volatile emits
 //! do not disturb its offsets; past the window it is a new socket, and the
-//! workers hear the old one's disconnect then. On both buses.
+//! workers hear the old one's disconnect then; and a client that comes
+//! back through a balancer to another gateway is recovered from the one
+//! that kept its socket (`tests/js-recovery/elsewhere.test.js`). On both
+//! buses.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,11 +23,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 use sio_tests::harness::node_suite;
+use sio_tests::proxy::Proxy;
 use sio_tests::raw::{Metrics, metrics};
 use sio_tests::{BusKind, TestGateway, on_both_buses, test_config};
 use sio_worker::{Operators, Socket, Worker};
 
-on_both_buses!(stock_client_recovers);
+on_both_buses!(stock_client_recovers, stock_client_recovers_elsewhere);
 
 /// What the workers saw of each socket id.
 #[derive(Debug, Default)]
@@ -177,6 +181,35 @@ async fn stock_client_recovers(kind: BusKind) {
     for m in [&long, &short] {
         assert_eq!(m.get("sio_gateway_recoverable_sockets"), Some(0));
         assert_eq!(m.get("sio_gateway_recovery_bytes"), Some(0));
+    }
+    running.shutdown().await;
+}
+
+/// Two gateways behind a round-robin proxy: the client's every connection
+/// lands on the other one.
+async fn stock_client_recovers_elsewhere(kind: BusKind) {
+    let bus = kind.start().await;
+    let mut config = test_config();
+    config.connection_state_recovery = true;
+    config.ping_interval = 5_000;
+    config.ping_timeout = 5_000;
+    let first = TestGateway::start(config.clone(), bus.bus.clone()).await;
+    let second = TestGateway::start(config, bus.bus.clone()).await;
+    let proxy = Proxy::start(vec![first.addr, second.addr]).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let running = worker(seen).start(bus.bus.clone()).await.unwrap();
+    node_suite(
+        "tests/js-recovery/elsewhere.test.js",
+        &format!("http://{}", proxy.addr),
+        &[("SIO_DIRECT", &format!("http://{}", first.addr))],
+    )
+    .await;
+    // Each recovered once, from the other.
+    for gateway in [&first, &second] {
+        let m = metrics(gateway.addr).await;
+        let recovered = m.get("sio_gateway_recoveries_total{outcome=\"recovered\"}");
+        assert_eq!(recovered, Some(1), "{}", m.0);
+        assert_eq!(m.get("sio_gateway_recoverable_sockets"), Some(0));
     }
     running.shutdown().await;
 }

@@ -9,6 +9,7 @@
 //
 // Run (single process, in-memory adapter):
 //   PORT=3100 node bench/peers/node/server.js
+// With connection state recovery (in-memory adapter): RECOVERY=1.
 // Several processes sharing rooms through Redis:
 //   REDIS_URL=redis://127.0.0.1:6379 PORT=3101 node bench/peers/node/server.js
 //   REDIS_URL=redis://127.0.0.1:6379 PORT=3102 node bench/peers/node/server.js
@@ -23,6 +24,8 @@ const { Server } = require("socket.io");
 const HOST = "127.0.0.1";
 const PORT = Number.parseInt(process.env.PORT || "3000", 10);
 const REDIS_URL = process.env.REDIS_URL;
+// RECOVERY=1: connection state recovery on, with socket.io's defaults.
+const RECOVERY = Boolean(process.env.RECOVERY);
 
 function onConnection(socket) {
   socket.join("all");
@@ -72,6 +75,9 @@ async function main() {
     maxHttpBufferSize: 1e6,
     serveClient: false,
   };
+  if (RECOVERY) {
+    opts.connectionStateRecovery = { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true };
+  }
 
   let redisClients = [];
   if (REDIS_URL) {

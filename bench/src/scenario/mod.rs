@@ -7,6 +7,7 @@ mod anywhere;
 mod balanced;
 mod burst;
 mod idle;
+mod recover;
 mod rooms;
 mod sparse;
 mod stream;

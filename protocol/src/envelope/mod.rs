@@ -369,6 +369,24 @@ pub enum Command {
     Probed { sid: crate::id::Sid },
     /// The websocket went away before the switch: polling goes on.
     Unprobe { sid: crate::id::Sid },
+    /// Connection state recovery on another gateway, step 1 (a request):
+    /// the client of a socket this gateway parked came back to `to` with
+    /// `pid`. Answered [`CommandReply::Recovering`] with the socket as it
+    /// is (kept here, with what reaches it, until step 2) or
+    /// [`CommandReply::UnknownSocket`]; a pid is given out once.
+    Recover {
+        pid: crate::id::Pid,
+        ns: String,
+        to: GatewayId,
+    },
+    /// Step 2 (a request), once `to` holds the socket's subscriptions:
+    /// answered [`CommandReply::Missed`], what the client missed after the
+    /// emit `after` (`None`: it got none), and the socket lives on at `to`;
+    /// or [`CommandReply::UnknownSocket`] (its offset is no longer kept).
+    Recovered {
+        pid: crate::id::Pid,
+        after: Option<EmitId>,
+    },
     /// Step 3 (a request): the client switched to the websocket at `to`.
     /// Once the session's connects are decided, the owner answers
     /// [`CommandReply::Moving`] and, until step 4, notes the emits it
@@ -487,6 +505,27 @@ pub enum CommandReply {
     Probing,
     Moving(Moving),
     Released(Released),
+    /// A parked socket another gateway may recover ([`Command::Recover`]).
+    Recovering(MovingSocket),
+    /// What its client missed ([`Command::Recovered`]).
+    Missed(Missed),
+}
+
+/// The end of a recovery on another gateway: the emits the owner kept for
+/// the socket after the client's offset, in the order it kept them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missed {
+    pub emits: Vec<MissedEmit>,
+    /// Its events are still being handled at the owner (as in
+    /// [`MovingSocket::busy`], as of now).
+    pub busy: bool,
+}
+
+/// One emit a client missed, as its Engine.IO messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissedEmit {
+    pub id: EmitId,
+    pub frames: Vec<QueuedFrame>,
 }
 
 /// Which sockets a cluster operation applies to.
@@ -783,6 +822,22 @@ mod tests {
                 to: id.gateway()
             },
             Command::Release { sid },
+            Command::Recover {
+                pid: crate::id::Pid::from_parts(id.gateway(), [3; 16]),
+                ns: "/".into(),
+                to: id.gateway()
+            },
+            Command::Recovered {
+                pid: crate::id::Pid::from_parts(id.gateway(), [3; 16]),
+                after: Some(EmitId(9))
+            },
+            CommandReply::Missed(Missed {
+                emits: vec![MissedEmit {
+                    id: EmitId(10),
+                    frames: vec![QueuedFrame::Text(Bytes::from_static(b"42[\"y\"]"))]
+                }],
+                busy: false
+            }),
             CommandReply::Probing,
             CommandReply::Moving(Moving {
                 handshake: Handshake::default(),

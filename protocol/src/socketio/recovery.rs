@@ -14,57 +14,36 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
-use crate::id::{InvalidId, NoRandomness};
+use crate::id::InvalidId;
+pub use crate::id::Pid;
 
-macro_rules! token {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(pub [u8; 16]);
+/// Where a client stands in what was emitted to it: the id of the last
+/// emit it got.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Offset(pub [u8; 16]);
 
-        impl FromStr for $name {
-            type Err = InvalidId;
+impl FromStr for Offset {
+    type Err = InvalidId;
 
-            /// 22 characters of unpadded base64url.
-            fn from_str(s: &str) -> Result<Self, InvalidId> {
-                let mut out = [0; 16];
-                match (s.len(), B64.decode_slice(s, &mut out)) {
-                    (22, Ok(16)) => Ok(Self(out)),
-                    _ => Err(InvalidId),
-                }
-            }
+    /// 22 characters of unpadded base64url.
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        let mut out = [0; 16];
+        match (s.len(), B64.decode_slice(s, &mut out)) {
+            (22, Ok(16)) => Ok(Self(out)),
+            _ => Err(InvalidId),
         }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&B64.encode(self.0))
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), self)
-            }
-        }
-    };
+    }
 }
 
-token!(
-    /// A socket's private id: whoever shows it may take the socket's state
-    /// over, so it is random and only ever sent to the socket's client.
-    Pid
-);
-token!(
-    /// Where a client stands in what was emitted to it: the id of the last
-    /// emit it got.
-    Offset
-);
+impl fmt::Display for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&B64.encode(self.0))
+    }
+}
 
-impl Pid {
-    pub fn random() -> Result<Self, NoRandomness> {
-        let mut bytes = [0; 16];
-        getrandom::fill(&mut bytes).map_err(|_| NoRandomness)?;
-        Ok(Self(bytes))
+impl fmt::Debug for Offset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Offset({self})")
     }
 }
 
@@ -185,7 +164,7 @@ mod tests {
 
     #[test]
     fn recovery_fields_are_split_off_the_auth() {
-        let pid = Pid([7; 16]);
+        let pid = Pid::from_parts(crate::id::GatewayId::from_bytes([1; 8]), [7; 16]);
         let auth = format!("{{\"pid\":\"{pid}\",\"offset\":\"{OFFSET}\",\"token\":\"t\"}}");
         assert_eq!(
             Recovery::take(Some(auth)),
@@ -213,7 +192,6 @@ mod tests {
         assert_eq!(Recovery::take(None), (None, None));
         let odd = Some("[\"pid\"]".to_owned());
         assert_eq!(Recovery::take(odd.clone()), (None, odd));
-        assert!(Pid::random().is_ok_and(|p| p.to_string().parse() == Ok(p)));
-        assert_eq!("short".parse::<Pid>(), Err(InvalidId));
+        assert_eq!("short".parse::<Offset>(), Err(InvalidId));
     }
 }

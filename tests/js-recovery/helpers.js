@@ -1,0 +1,70 @@
+// What the recovery suites share: clients that reconnect a second after
+// they lose their connection, a record of the numbered events each gets,
+// and the drop of a client's connection under it.
+"use strict";
+
+const { after } = require("node:test");
+const { io } = require("socket.io-client");
+
+const TIMEOUT = 10000;
+
+// Every socket opened is closed at the end, even after a failure, so the
+// process can exit.
+const opened = new Set();
+after(() => { for (const socket of opened) socket.close(); });
+
+function open(url, opts = {}) {
+  const socket = io(url, {
+    forceNew: true,
+    reconnectionDelay: 1000,
+    reconnectionDelayMax: 1000,
+    randomizationFactor: 0,
+    timeout: TIMEOUT,
+    ...opts,
+  });
+  opened.add(socket);
+  return once(socket, "connect").then(() => socket);
+}
+
+function once(socket, event) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no " + event + " in time")), TIMEOUT);
+    socket.once(event, (...args) => { clearTimeout(timer); resolve(args); });
+  });
+}
+
+const call = (socket, event, ...args) => socket.timeout(TIMEOUT).emitWithAck(event, ...args);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const range = (from, count) => Array.from({ length: count }, (_, i) => from + i);
+
+// Every `n` event a socket gets: the numbers of each tag in arrival order,
+// and the offsets (the argument recovery appends).
+function record(socket) {
+  const got = {};
+  const offsets = [];
+  socket.on("n", (tag, n, ...rest) => {
+    (got[tag] ||= []).push(n);
+    offsets.push(...rest);
+  });
+  return { got, offsets };
+}
+
+const count = (got, tag) => (got[tag] || []).length;
+
+async function until(check, what) {
+  const deadline = Date.now() + TIMEOUT;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
+    await sleep(20);
+  }
+}
+
+// Closes the client's Engine.IO connection under it, as a network change
+// does; the client reconnects by itself.
+async function drop(socket) {
+  const dropped = once(socket, "disconnect");
+  socket.io.engine.close();
+  await dropped;
+}
+
+module.exports = { TIMEOUT, open, once, call, sleep, range, record, count, until, drop };
