@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+mod kv;
 mod memory;
 mod nats;
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
+pub use kv::{Kv, KvConfig, KvEntry};
 pub use memory::MemoryBus;
 pub use nats::{NatsBus, NatsOptions};
 pub use sio_protocol::{envelope, subject};
@@ -71,6 +73,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The bus has no durable layer: the in-process bus, whose process
+    /// is all there is.
+    #[error("the in-process bus keeps nothing")]
+    NotDurable,
+    /// The server runs without JetStream (or it failed).
+    #[error("no JetStream: {0}")]
+    NoJetStream(String),
     /// The NATS client failed at `operation`; `source` is its error.
     #[error("NATS {operation}: {source}")]
     Nats {
@@ -88,6 +97,7 @@ pub enum Operation {
     Subscribe,
     Request,
     Flush,
+    KeyValue,
 }
 
 impl std::fmt::Display for Operation {
@@ -98,6 +108,7 @@ impl std::fmt::Display for Operation {
             Self::Subscribe => "subscribe",
             Self::Request => "request",
             Self::Flush => "flush",
+            Self::KeyValue => "key-value",
         })
     }
 }
@@ -183,6 +194,13 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether messages flow right now.
     fn state(&self) -> State;
+
+    /// Opens (creating it if missing) a key-value bucket on the bus's
+    /// durable layer: JetStream on NATS; the in-process bus has none.
+    fn key_value(&self, config: KvConfig) -> BoxFuture<'_, Result<std::sync::Arc<dyn Kv>, Error>> {
+        let _ = config;
+        Box::pin(async { Err(Error::NotDurable) })
+    }
 
     /// Sends a request to many and gathers up to `expected` answers until
     /// `timeout`; fewer answers are not an error (the caller decides).

@@ -9,7 +9,9 @@ use async_nats::{ConnectOptions, ServerAddr};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
-use crate::{Bus, Error, Operation, State, Subscription};
+use std::sync::Arc;
+
+use crate::{Bus, Error, Kv, KvConfig, KvEntry, Operation, State, Subscription};
 
 /// The pause before each reconnect attempt grows by this much…
 const RECONNECT_STEP: Duration = Duration::from_millis(250);
@@ -127,6 +129,10 @@ where
 }
 
 impl Bus for NatsBus {
+    fn key_value(&self, config: KvConfig) -> BoxFuture<'_, Result<Arc<dyn Kv>, Error>> {
+        Box::pin(self.open_kv(config))
+    }
+
     fn publish(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             self.client
@@ -269,5 +275,85 @@ mod tests {
     async fn no_url_is_an_error() {
         let result = NatsBus::connect(&options(&[])).await;
         assert!(matches!(result, Err(Error::NoUrl)), "{result:?}");
+    }
+}
+
+/// A JetStream key-value bucket.
+#[derive(Debug)]
+struct NatsKv(async_nats::jetstream::kv::Store);
+
+fn kv_error<E: std::fmt::Display>(e: E) -> Error {
+    Error::Nats {
+        operation: Operation::KeyValue,
+        source: e.to_string().into(),
+    }
+}
+
+impl NatsBus {
+    async fn open_kv(&self, config: KvConfig) -> Result<Arc<dyn Kv>, Error> {
+        use async_nats::jetstream::kv;
+        let js = async_nats::jetstream::new(self.client.clone());
+        if let Ok(store) = js.get_key_value(config.bucket.clone()).await {
+            return Ok(Arc::new(NatsKv(store)));
+        }
+        let bucket = kv::Config {
+            bucket: config.bucket,
+            history: 1,
+            num_replicas: config.replicas,
+            ..Default::default()
+        };
+        match js.create_key_value(bucket).await {
+            Ok(store) => Ok(Arc::new(NatsKv(store))),
+            Err(e) => Err(Error::NoJetStream(e.to_string())),
+        }
+    }
+}
+
+impl Kv for NatsKv {
+    fn put(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<u64, Error>> {
+        Box::pin(async move { self.0.put(key, value).await.map_err(kv_error) })
+    }
+
+    fn delete(&self, key: String) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move { self.0.delete(key).await.map_err(kv_error) })
+    }
+
+    fn get(&self, key: String) -> BoxFuture<'_, Result<Option<KvEntry>, Error>> {
+        Box::pin(async move {
+            use async_nats::jetstream::kv::Operation as Op;
+            let entry = self.0.entry(key).await.map_err(kv_error)?;
+            Ok(entry.filter(|e| e.operation == Op::Put).map(|e| KvEntry {
+                value: e.value,
+                revision: e.revision,
+            }))
+        })
+    }
+
+    fn claim(
+        &self,
+        key: String,
+        value: Bytes,
+        revision: u64,
+    ) -> BoxFuture<'_, Result<bool, Error>> {
+        Box::pin(async move {
+            use async_nats::jetstream::kv::UpdateErrorKind;
+            match self.0.update(key, value, revision).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+                Err(e) => Err(kv_error(e)),
+            }
+        })
+    }
+
+    fn keys(&self, prefix: String) -> BoxFuture<'_, Result<Vec<String>, Error>> {
+        Box::pin(async move {
+            use futures_util::TryStreamExt as _;
+            let keys = self.0.keys().await.map_err(kv_error)?;
+            let keys: Vec<String> = keys.try_collect().await.map_err(kv_error)?;
+            Ok(keys
+                .into_iter()
+                .filter(|k| k.starts_with(&prefix))
+                .collect())
+        })
     }
 }

@@ -207,6 +207,7 @@ options! {
     recovery_packets: usize => "Most packets kept for one socket to recover [default: 1024]",
     recovery_bytes: usize => "Most bytes of packets kept for one socket to recover [default: 1048576]",
     recovery_memory: usize => "Most bytes of packets kept for all sockets to recover; past it, sockets that miss one are not recoverable [default: 67108864]",
+    jetstream_replicas: usize => "Copies of the recovery state (the sockets' records) in a NATS cluster's JetStream [default: 1]",
     heartbeat_interval: u64 => "Milliseconds between presence heartbeats on P.hb [default: 5000]",
     drain_timeout: u64 => "Milliseconds a graceful drain may take [default: 10000]",
     log_format: LogFormat => "Log format: text or json [default: text]",

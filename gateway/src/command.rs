@@ -200,9 +200,15 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
                 CommandReply::Done
             }));
         }
-        SocketCommand::Leave { rooms } => node.registry.leave(&socket, &rooms),
+        SocketCommand::Leave { rooms } => {
+            node.registry.leave(&socket, &rooms);
+            node.record(&socket);
+        }
         SocketCommand::Disconnect { close } => node.disconnect(&socket, close),
-        SocketCommand::SetData { data } => socket.set_data(data),
+        SocketCommand::SetData { data } => {
+            socket.set_data(data);
+            node.record(&socket);
+        }
         SocketCommand::Settled => event::settled(node, &socket),
         SocketCommand::ClientAck { id, reply } => {
             socket.answer(id, reply);

@@ -192,6 +192,8 @@ pub struct Config {
     /// (each packet counted once, however many sockets keep it); past it,
     /// a socket that misses one is no longer recoverable.
     pub recovery_memory: usize,
+    /// Copies of the sockets' records in a NATS cluster's JetStream.
+    pub jetstream_replicas: usize,
 
     /// Milliseconds between presence heartbeats on `P.hb`.
     pub heartbeat_interval: u64,
@@ -282,6 +284,7 @@ impl Default for Config {
             recovery_packets: 1024,
             recovery_bytes: 1 << 20,
             recovery_memory: 64 << 20,
+            jetstream_replicas: 1,
             heartbeat_interval: 5_000,
             drain_timeout: 10_000,
             log_format: LogFormat::Text,

@@ -71,6 +71,7 @@ async fn on_control(node: &Arc<Node>, request: ControlRequest) -> ControlResult 
             let sockets = select(node, &selector);
             for socket in &sockets {
                 node.registry.leave(socket, &rooms);
+                node.record(socket);
             }
             done(sockets.len())
         }

@@ -30,6 +30,7 @@ pub(crate) fn join(
     let ready = node
         .registry
         .join(socket, rooms, &|target| interest(node, target));
+    node.record(socket);
     wait_ready(ready)
 }
 

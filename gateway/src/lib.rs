@@ -25,6 +25,7 @@ mod connection;
 mod control;
 mod delivery;
 mod dispatch;
+mod durable;
 mod event;
 mod fault;
 mod handover;
@@ -55,6 +56,7 @@ use sio_protocol::subject::Subjects;
 
 pub use cli::ConfigError;
 pub use config::Config;
+pub use durable::NoJetStream;
 
 /// What can stop a gateway from starting.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    JetStream(#[from] NoJetStream),
     #[error("no randomness for the gateway id")]
     Random(#[from] sio_protocol::id::NoRandomness),
 }
@@ -91,6 +95,12 @@ impl Gateway {
         let id = GatewayId::random()?;
         let address = config.listen.to_string();
         let node = Arc::new(node::Node::new(config, bus, id, subjects));
+        let errors = node.metrics.bus_errors.clone();
+        if let Some(durable) = durable::Durable::open(&node.bus, &node.config, errors).await? {
+            let _ = node.durable.set(durable);
+            let heartbeats = node.bus.subscribe(node.subjects.heartbeat()).await?;
+            tokio::spawn(durable::watch(Arc::downgrade(&node), heartbeats));
+        }
         let weak = Arc::downgrade(&node);
         let commands = node.bus.subscribe(node.subjects.gateway(id)).await?;
         tokio::spawn(command::serve(

@@ -53,6 +53,7 @@ pub(crate) struct Metrics {
     pub(crate) sessions_taken: Counter,
     pub(crate) sessions_given: Counter,
     pub(crate) recoveries: Family<OutcomeLabel, Counter>,
+    pub(crate) sockets_reaped: Counter,
     pub(crate) recoverable: Gauge,
     pub(crate) recovery_bytes: Gauge,
     pub(crate) tcp_connections: Family<ListenerLabel, Gauge>,
@@ -83,6 +84,7 @@ impl Default for Metrics {
             sessions_taken: Counter::default(),
             sessions_given: Counter::default(),
             recoveries: Family::default(),
+            sockets_reaped: Counter::default(),
             recoverable: Gauge::default(),
             recovery_bytes: Gauge::default(),
             tcp_connections: Family::default(),
@@ -99,6 +101,11 @@ impl Default for Metrics {
             "recoveries",
             "Connects asking to recover a socket, by outcome: recovered, unknown (no such socket here), expired, behind (its offset no longer kept), unrecoverable (kept packets past a bound)",
             m.recoveries.clone(),
+        );
+        registry.register(
+            "sockets_reaped",
+            "Disconnects this gateway published for the sockets of gateways that died",
+            m.sockets_reaped.clone(),
         );
         registry.register(
             "recoverable_sockets",

@@ -53,6 +53,9 @@ pub(crate) struct Node {
     /// Commands to other gateways (subject, reply subject, payload),
     /// published in the order they are made.
     commands: tokio::sync::mpsc::Sender<(String, Option<String>, Bytes)>,
+    /// The sockets' records in JetStream, with connection state recovery
+    /// over NATS (set once, at start).
+    pub(crate) durable: std::sync::OnceLock<crate::durable::Durable>,
     /// What sockets keep for connection state recovery, bounded in all.
     pub(crate) memory: crate::recovery::Memory,
     /// Sockets whose transport was lost, waiting for their client.
@@ -108,6 +111,7 @@ impl Node {
             subjects,
             memory,
             parked: Mutex::default(),
+            durable: std::sync::OnceLock::new(),
             metrics,
             commands,
             registry: Registry::default(),
@@ -336,6 +340,7 @@ impl Node {
         if !socket.leave() {
             return;
         }
+        self.unrecord(&socket.id);
         self.registry.remove_socket(&socket.id);
         socket.forget_acks();
         if socket.parked().is_none() {
@@ -393,6 +398,22 @@ impl Node {
         }
     }
 
+    /// Writes a socket's record as it is now (see [`crate::durable`]).
+    pub(crate) fn record(&self, socket: &Socket) {
+        let kept = self.durable.get().is_none_or(|d| d.keep(self.id, socket));
+        if !kept {
+            self.metrics.drop("record_overflow");
+        }
+    }
+
+    /// Removes the record of a socket that left (or lives elsewhere now).
+    pub(crate) fn unrecord(&self, id: &sio_protocol::id::SocketId) {
+        let kept = self.durable.get().is_none_or(|d| d.forget(self.id, id));
+        if !kept {
+            self.metrics.drop("record_overflow");
+        }
+    }
+
     /// Sends a command to another gateway, in the order of the calls.
     pub(crate) fn command(&self, to: GatewayId, command: &Command) {
         if let Ok(payload) = envelope::encode(command) {
@@ -423,6 +444,7 @@ impl Node {
                 continue;
             }
             self.registry.moved(&socket, to);
+            self.unrecord(&socket.id);
             self.registry.remove_socket(&socket.id);
             self.registry.unindex(&socket);
             self.metrics

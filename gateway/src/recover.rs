@@ -332,6 +332,7 @@ pub(crate) fn let_go(node: &Arc<Node>, pid: Pid, after: Option<EmitId>) -> Comma
         }
     };
     node.registry.moved(&socket, to);
+    node.unrecord(&socket.id);
     parked(node).moved(pid, to);
     node.registry.remove_socket(&socket.id);
     node.registry.unindex(&socket);

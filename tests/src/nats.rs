@@ -26,6 +26,8 @@ pub struct NatsServer {
     cluster_env: Vec<(String, String)>,
     /// What the binary runs under, if anything.
     launch: Launch,
+    /// With JetStream (a single server).
+    jetstream: bool,
 }
 
 /// The harness could not provide a server.
@@ -58,7 +60,9 @@ fn find_binary() -> Result<PathBuf, HarnessError> {
 }
 
 impl NatsServer {
-    /// Starts a server on a free port and waits until it accepts clients.
+    /// Starts a server (with JetStream, its store in the server's own
+    /// temporary directory) on a free port and waits until it accepts
+    /// clients.
     pub fn start() -> Result<Self, HarnessError> {
         Self::start_with(Launch::default())
     }
@@ -66,7 +70,12 @@ impl NatsServer {
     /// Starts a server on a free port under `launch` (e.g. pinned to
     /// some CPUs) and waits until it accepts clients.
     pub fn start_with(launch: Launch) -> Result<Self, HarnessError> {
-        Self::start_node(free_port()?, Vec::new(), launch)
+        Self::start_node(free_port()?, Vec::new(), launch, true)
+    }
+
+    /// A server without JetStream (as Debian's default configuration).
+    pub fn start_without_jetstream() -> Result<Self, HarnessError> {
+        Self::start_node(free_port()?, Vec::new(), Launch::default(), false)
     }
 
     /// Starts the nodes of an `n`-server cluster configured by the
@@ -79,7 +88,7 @@ impl NatsServer {
         (0..n)
             .map(|i| {
                 let env = Self::cluster_env(i, &ports, &routes);
-                Self::start_node(ports[i], env, Launch::default())
+                Self::start_node(ports[i], env, Launch::default(), false)
             })
             .collect()
     }
@@ -113,6 +122,7 @@ impl NatsServer {
         port: u16,
         cluster_env: Vec<(String, String)>,
         launch: Launch,
+        jetstream: bool,
     ) -> Result<Self, HarnessError> {
         let dir = std::env::temp_dir().join(format!("sio-nats-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
@@ -123,6 +133,7 @@ impl NatsServer {
             binary: find_binary()?,
             cluster_env,
             launch,
+            jetstream,
         };
         server.spawn()?;
         Ok(server)
@@ -132,6 +143,13 @@ impl NatsServer {
         let mut command = self.launch.command(&self.binary);
         if self.cluster_env.is_empty() {
             command.args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string()]);
+            if self.jetstream {
+                // Its store in the server's own directory, gone with it.
+                command
+                    .arg("-js")
+                    .arg("-sd")
+                    .arg(self.dir.join("jetstream"));
+            }
         } else {
             let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/cluster.conf");
             command

@@ -22,8 +22,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
-use sio_tests::harness::node_suite;
+use sio_gateway::Gateway;
+use sio_tests::NatsServer;
+use sio_tests::harness::{connect, node_suite};
+use sio_tests::process::{Process, free_addr, gateway_args, ready};
 use sio_tests::proxy::Proxy;
+use sio_tests::raw::Ws;
 use sio_tests::raw::{Metrics, metrics};
 use sio_tests::{BusKind, TestGateway, on_both_buses, test_config};
 use sio_worker::{Operators, Socket, Worker};
@@ -35,6 +39,8 @@ on_both_buses!(stock_client_recovers, stock_client_recovers_elsewhere);
 struct Seen {
     connects: HashMap<String, u32>,
     disconnects: HashMap<String, String>,
+    /// How many disconnects each socket got.
+    left: HashMap<String, u32>,
 }
 
 /// A `blast` request: `count` events `n` (`tag`, number) numbered from
@@ -72,8 +78,9 @@ fn worker(seen: Arc<Mutex<Seen>>) -> Worker {
             let seen = on_disconnect.clone();
             async move {
                 let mut seen = seen.lock().unwrap();
-                seen.disconnects
-                    .insert(socket.id().to_string(), reason.as_str().to_owned());
+                let id = socket.id().to_string();
+                *seen.left.entry(id.clone()).or_default() += 1;
+                seen.disconnects.insert(id, reason.as_str().to_owned());
             }
         })
         .on("join", |socket: Socket, (room,): (String,)| async move {
@@ -212,4 +219,78 @@ async fn stock_client_recovers_elsewhere(kind: BusKind) {
         assert_eq!(m.get("sio_gateway_recoverable_sockets"), Some(0));
     }
     running.shutdown().await;
+}
+
+/// A gateway killed with kill -9 while recovery is on: each socket the
+/// workers saw connect on it gets exactly one disconnect, "transport
+/// close", published by one of the two survivors from its record in
+/// JetStream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_gateways_sockets_are_disconnected_once() {
+    let nats = NatsServer::start().unwrap();
+    let addr = free_addr();
+    let mut args = gateway_args(&nats.url(), addr);
+    args.extend(["--connection-state-recovery", "--heartbeat-interval", "200"].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut victim = Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args);
+    ready(addr).await;
+    let mut config = test_config();
+    config.connection_state_recovery = true;
+    let b = TestGateway::start(config.clone(), connect(&nats).await).await;
+    let c = TestGateway::start(config, connect(&nats).await).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let running = worker(seen.clone())
+        .start(connect(&nats).await)
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(Ws::joined(addr, "/").await);
+    }
+    // A socket on a survivor, which must not hear a thing.
+    let (_alive, alive) = Ws::joined(b.addr, "/").await;
+    // Its records are written as the sockets connect; give them a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while seen.lock().unwrap().left.len() < clients.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} disconnects",
+            seen.lock().unwrap().left.len(),
+            clients.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time for a second copy, if there were one.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    {
+        let seen = seen.lock().unwrap();
+        for (_, id) in &clients {
+            assert_eq!(seen.left.get(id), Some(&1), "one disconnect for {id}");
+            assert_eq!(seen.disconnects[id], "transport close");
+        }
+        assert_eq!(seen.left.len(), clients.len(), "only the dead gateway's");
+        assert!(!seen.left.contains_key(&alive));
+    }
+    let reaped = |m: &Metrics| m.get("sio_gateway_sockets_reaped_total").unwrap_or(0);
+    let (mb, mc) = (metrics(b.addr).await, metrics(c.addr).await);
+    assert_eq!(reaped(&mb) + reaped(&mc), 50, "{}\n{}", mb.0, mc.0);
+    running.shutdown().await;
+}
+
+/// Recovery across gateways needs JetStream: without it, a gateway asked
+/// for recovery over NATS does not start, and says why.
+#[tokio::test]
+async fn recovery_without_jetstream_is_a_clear_start_up_error() {
+    let nats = NatsServer::start_without_jetstream().unwrap();
+    let mut config = test_config();
+    config.connection_state_recovery = true;
+    let error = Gateway::new(config, connect(&nats).await).await.err();
+    let message = error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("JetStream") && message.contains("-js"),
+        "{message}"
+    );
 }

@@ -1,0 +1,226 @@
+//! This gateway's sockets as the workers know them, kept in JetStream KV
+//! while connection state recovery is on over NATS: bucket
+//! `<prefix>_sockets`, key `<gateway>.<socket>`, value the socket's
+//! `P.disc` envelope (reason transport close), written as the socket
+//! changes (connect, rooms, data) and removed when it leaves. When a
+//! gateway dies (its heartbeats stop, or it was gone before this one
+//! started), every surviving gateway goes through its records, and for
+//! each the one that claims it first (a write that expects the record's
+//! revision) publishes its disconnect: the workers hear once that each of
+//! the dead gateway's sockets left.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sio_bus::{Bus, Kv, KvConfig};
+use sio_protocol::envelope::{self, Disconnect, DisconnectReason, Presence};
+use sio_protocol::id::{GatewayId, SocketId};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::{Config, ms};
+use crate::node::Node;
+use crate::socket::Socket;
+
+/// Writers, each in the order it is given records: a key always goes to
+/// the same one, so its writes land in order.
+const LANES: usize = 16;
+/// Records waiting per writer; past it, the newest is dropped (counted).
+const QUEUE: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) struct Durable {
+    kv: Arc<dyn Kv>,
+    lanes: Vec<mpsc::Sender<(String, Option<Bytes>)>>,
+    hasher: RandomState,
+}
+
+/// Why the records cannot be kept.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "connection state recovery over NATS keeps its state in JetStream, which {0}; run nats-server with JetStream (-js, or a jetstream block in its config)"
+)]
+pub struct NoJetStream(String);
+
+impl Durable {
+    /// The records' bucket, made if missing; `None` unless connection
+    /// state recovery is on over NATS (the in-process bus has no durable
+    /// layer, and needs none).
+    pub(crate) async fn open(
+        bus: &Arc<dyn Bus>,
+        config: &Config,
+        errors: prometheus_client::metrics::counter::Counter,
+    ) -> Result<Option<Self>, NoJetStream> {
+        if !config.connection_state_recovery {
+            return Ok(None);
+        }
+        let bucket = format!("{}_sockets", config.prefix.replace('.', "_"));
+        let kv_config = KvConfig {
+            bucket,
+            replicas: config.jetstream_replicas,
+        };
+        let opened = tokio::time::timeout(Duration::from_secs(10), bus.key_value(kv_config)).await;
+        let kv = match opened {
+            Ok(Ok(kv)) => kv,
+            // Embedded: nothing outlives the process anyway.
+            Ok(Err(sio_bus::Error::NotDurable)) => return Ok(None),
+            Ok(Err(error)) => return Err(NoJetStream(format!("failed: {error}"))),
+            Err(_) => return Err(NoJetStream("did not answer in 10 s".into())),
+        };
+        let lanes = (0..LANES)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel::<(String, Option<Bytes>)>(QUEUE);
+                let (kv, errors) = (kv.clone(), errors.clone());
+                tokio::spawn(async move {
+                    while let Some((key, value)) = rx.recv().await {
+                        let written = match value {
+                            Some(value) => kv.put(key, value).await.map(|_| ()),
+                            None => kv.delete(key).await,
+                        };
+                        if let Err(error) = written {
+                            tracing::warn!(%error, "cannot write a socket's record");
+                            errors.inc();
+                        }
+                    }
+                });
+                tx
+            })
+            .collect();
+        Ok(Some(Self {
+            kv,
+            lanes,
+            hasher: RandomState::new(),
+        }))
+    }
+
+    fn send(&self, key: String, value: Option<Bytes>) -> bool {
+        let lane = self.hasher.hash_one(&key) as usize % LANES;
+        self.lanes
+            .get(lane)
+            .is_some_and(|lane| lane.try_send((key, value)).is_ok())
+    }
+
+    /// Writes the record of `socket` as it is now; false if it had to be
+    /// dropped.
+    pub(crate) fn keep(&self, gateway: GatewayId, socket: &Socket) -> bool {
+        match socket.disconnect(DisconnectReason::TransportClose) {
+            Ok(record) => self.send(key(gateway, &socket.id), Some(record.into())),
+            Err(_) => false,
+        }
+    }
+
+    /// Removes the record of socket `id`.
+    pub(crate) fn forget(&self, gateway: GatewayId, id: &SocketId) -> bool {
+        self.send(key(gateway, id), None)
+    }
+}
+
+fn key(gateway: GatewayId, socket: &SocketId) -> String {
+    format!("{gateway}.{socket}")
+}
+
+/// Watches the gateways' heartbeats: the records of one that died (and,
+/// once, of those gone before this gateway started) are reaped.
+pub(crate) async fn watch(node: Weak<Node>, mut heartbeats: sio_bus::Subscription) {
+    let mut heard: HashMap<GatewayId, (Instant, Duration)> = HashMap::new();
+    let started = Instant::now();
+    let mut swept = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            message = heartbeats.next() => {
+                let Some(message) = message else { return };
+                if let Ok(presence) = envelope::decode_owned::<Presence>(&message.payload) {
+                    let every = Duration::from_millis(presence.interval_ms.max(100));
+                    heard.insert(presence.gateway, (Instant::now(), every));
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        let Some(n) = node.upgrade() else { return };
+        let own = ms(n.config.heartbeat_interval.max(100));
+        let dead: Vec<GatewayId> = heard
+            .iter()
+            .filter(|(gateway, (last, every))| **gateway != n.id && last.elapsed() >= *every * 3)
+            .map(|(gateway, _)| *gateway)
+            .collect();
+        for gateway in &dead {
+            heard.remove(gateway);
+        }
+        // Three of its own intervals after it started, this gateway has
+        // heard every live one: records of any other are a dead one's.
+        let sweep = !swept && started.elapsed() >= own * 3;
+        if dead.is_empty() && !sweep {
+            continue;
+        }
+        swept = true;
+        let live: Vec<GatewayId> = heard.keys().copied().chain([n.id]).collect();
+        tokio::spawn(reap(n, dead, sweep.then_some(live)));
+    }
+}
+
+/// Publishes the disconnects of the sockets of the `dead` gateways (with
+/// `all_but`, of every gateway not in it), each claimed first.
+async fn reap(node: Arc<Node>, dead: Vec<GatewayId>, all_but: Option<Vec<GatewayId>>) {
+    let Some(durable) = node.durable.get() else {
+        return;
+    };
+    let prefixes: Vec<String> = dead.iter().map(|g| format!("{g}.")).collect();
+    let keys = match durable.kv.keys(String::new()).await {
+        Ok(keys) => keys,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the sockets' records");
+            return;
+        }
+    };
+    let theirs = |key: &String| {
+        let gateway = key
+            .split_once('.')
+            .and_then(|(g, _)| g.parse::<GatewayId>().ok());
+        match (&all_but, gateway) {
+            (_, None) => false,
+            (Some(live), Some(g)) => !live.contains(&g),
+            (None, Some(_)) => prefixes.iter().any(|p| key.starts_with(p)),
+        }
+    };
+    let mut reaped = 0u64;
+    for key in keys.into_iter().filter(theirs) {
+        if disconnect(&node, durable, key).await {
+            reaped += 1;
+        }
+    }
+    if reaped > 0 {
+        tracing::info!(sockets = reaped, gateways = ?dead, "disconnected the sockets of gateways that died");
+    }
+}
+
+/// Claims one record and publishes its disconnect; true if this gateway
+/// did.
+async fn disconnect(node: &Node, durable: &Durable, key: String) -> bool {
+    let Ok(Some(entry)) = durable.kv.get(key.clone()).await else {
+        return false;
+    };
+    // Empty: claimed by another survivor, which publishes it.
+    if entry.value.is_empty() {
+        return false;
+    }
+    let claimed = durable
+        .kv
+        .claim(key.clone(), Bytes::new(), entry.revision)
+        .await;
+    if !matches!(claimed, Ok(true)) {
+        return false;
+    }
+    let Ok(record) = envelope::decode_owned::<Disconnect>(&entry.value) else {
+        let _ = durable.kv.delete(key).await;
+        return false;
+    };
+    let subject = node.subjects.disconnect(&record.socket.ns);
+    node.publish(subject, entry.value).await;
+    node.metrics.sockets_reaped.inc();
+    let _ = durable.kv.delete(key).await;
+    true
+}
