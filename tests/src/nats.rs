@@ -98,6 +98,13 @@ impl NatsServer {
     pub fn cluster_env(i: usize, ports: &[u16], routes: &[u16]) -> Vec<(String, String)> {
         let mut env = vec![
             ("NATS_NAME".to_owned(), format!("nats-{}", i + 1)),
+            (
+                "NATS_STORE_DIR".to_owned(),
+                std::env::temp_dir()
+                    .join(format!("sio-nats-test-{}-{}/jetstream", std::process::id(), ports[i]))
+                    .display()
+                    .to_string(),
+            ),
             ("NATS_LISTEN".to_owned(), format!("127.0.0.1:{}", ports[i])),
             (
                 "NATS_CLUSTER_LISTEN".to_owned(),

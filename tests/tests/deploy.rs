@@ -281,7 +281,7 @@ fn traefik_kubernetes_and_compose_files_hold_together() {
                 .next()
         })
         .collect();
-    assert_eq!(vars.len(), 6, "{vars:?}");
+    assert_eq!(vars.len(), 7, "{vars:?}");
     for var in vars {
         assert!(
             nats_env.contains(&var),
