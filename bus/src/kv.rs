@@ -15,6 +15,9 @@ pub struct KvConfig {
     pub bucket: String,
     /// Copies in a NATS cluster (1 on one server).
     pub replicas: usize,
+    /// How long a value lives after it was written (`None`: until it is
+    /// deleted).
+    pub max_age: Option<std::time::Duration>,
 }
 
 /// A value and its revision (what [`Kv::claim`] compares).

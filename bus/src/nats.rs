@@ -300,6 +300,7 @@ impl NatsBus {
             bucket: config.bucket,
             history: 1,
             num_replicas: config.replicas,
+            max_age: config.max_age.unwrap_or_default(),
             ..Default::default()
         };
         match js.create_key_value(bucket).await {

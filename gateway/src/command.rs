@@ -151,7 +151,7 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
                 forward(node, there, message);
                 return Applied::Forwarded;
             }
-            return Applied::Reply(recover::let_go(node, pid, after));
+            return Applied::Inline(Box::pin(recover::let_go(node.clone(), pid, after)));
         }
     };
     let Some(socket) = node.registry.socket(&id) else {

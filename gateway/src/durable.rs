@@ -8,6 +8,12 @@
 //! each the one that claims it first (a write that expects the record's
 //! revision) publishes its disconnect: the workers hear once that each of
 //! the dead gateway's sockets left.
+//!
+//! A second bucket, `<prefix>_parked`, says which gateway keeps a parked
+//! socket, by pid (each value lives the recovery window and a minute):
+//! a client that comes back to a gateway that knows nothing of its pid
+//! (its socket moved through gateways that have since restarted) is
+//! recovered from there.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -17,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sio_bus::{Bus, Kv, KvConfig};
 use sio_protocol::envelope::{self, Disconnect, DisconnectReason, Presence};
-use sio_protocol::id::{GatewayId, SocketId};
+use sio_protocol::id::{GatewayId, Pid, SocketId};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -34,6 +40,7 @@ const QUEUE: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct Durable {
     kv: Arc<dyn Kv>,
+    parked: Arc<dyn Kv>,
     lanes: Vec<mpsc::Sender<(String, Option<Bytes>)>>,
     hasher: RandomState,
 }
@@ -57,18 +64,22 @@ impl Durable {
         if !config.connection_state_recovery {
             return Ok(None);
         }
-        let bucket = format!("{}_sockets", config.prefix.replace('.', "_"));
-        let kv_config = KvConfig {
-            bucket,
+        let prefix = config.prefix.replace('.', "_");
+        let sockets = KvConfig {
+            bucket: format!("{prefix}_sockets"),
             replicas: config.jetstream_replicas,
+            max_age: None,
         };
-        let opened = tokio::time::timeout(Duration::from_secs(10), bus.key_value(kv_config)).await;
-        let kv = match opened {
-            Ok(Ok(kv)) => kv,
-            // Embedded: nothing outlives the process anyway.
-            Ok(Err(sio_bus::Error::NotDurable)) => return Ok(None),
-            Ok(Err(error)) => return Err(NoJetStream(format!("failed: {error}"))),
-            Err(_) => return Err(NoJetStream("did not answer in 10 s".into())),
+        let Some(kv) = bucket(bus, sockets).await? else {
+            return Ok(None);
+        };
+        let parked = KvConfig {
+            bucket: format!("{prefix}_parked"),
+            replicas: config.jetstream_replicas,
+            max_age: Some(ms(config.max_disconnection_duration) + Duration::from_secs(60)),
+        };
+        let Some(parked) = bucket(bus, parked).await? else {
+            return Ok(None);
         };
         let lanes = (0..LANES)
             .map(|_| {
@@ -91,6 +102,7 @@ impl Durable {
             .collect();
         Ok(Some(Self {
             kv,
+            parked,
             lanes,
             hasher: RandomState::new(),
         }))
@@ -101,6 +113,25 @@ impl Durable {
         self.lanes
             .get(lane)
             .is_some_and(|lane| lane.try_send((key, value)).is_ok())
+    }
+
+    /// This gateway keeps the parked socket `pid` names.
+    pub(crate) fn parked(&self, gateway: GatewayId, pid: Pid) {
+        let parked = self.parked.clone();
+        let value = Bytes::copy_from_slice(gateway.as_bytes());
+        tokio::spawn(async move {
+            if let Err(error) = parked.put(pid.to_string(), value).await {
+                tracing::warn!(%error, "cannot note a parked socket");
+            }
+        });
+    }
+
+    /// The gateway that keeps the parked socket `pid` names, if noted.
+    pub(crate) async fn keeper(&self, pid: Pid) -> Option<GatewayId> {
+        let got = tokio::time::timeout(Duration::from_secs(1), self.parked.get(pid.to_string()));
+        let entry = got.await.ok()?.ok()??;
+        let bytes: [u8; 8] = entry.value.as_ref().try_into().ok()?;
+        Some(GatewayId::from_bytes(bytes))
     }
 
     /// Writes the record of `socket` as it is now; false if it had to be
@@ -115,6 +146,18 @@ impl Durable {
     /// Removes the record of socket `id`.
     pub(crate) fn forget(&self, gateway: GatewayId, id: &SocketId) -> bool {
         self.send(key(gateway, id), None)
+    }
+}
+
+/// Opens a bucket; `None` on the in-process bus.
+async fn bucket(bus: &Arc<dyn Bus>, config: KvConfig) -> Result<Option<Arc<dyn Kv>>, NoJetStream> {
+    let opened = tokio::time::timeout(Duration::from_secs(10), bus.key_value(config)).await;
+    match opened {
+        Ok(Ok(kv)) => Ok(Some(kv)),
+        // Embedded: nothing outlives the process anyway.
+        Ok(Err(sio_bus::Error::NotDurable)) => Ok(None),
+        Ok(Err(error)) => Err(NoJetStream(format!("failed: {error}"))),
+        Err(_) => Err(NoJetStream("did not answer in 10 s".into())),
     }
 }
 

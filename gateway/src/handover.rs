@@ -61,7 +61,7 @@ use crate::{delivery, event};
 /// How long an owner waits for its markers to come back; past it, it
 /// lets go anyway (its bus is away, and so are the emits it would wait
 /// for).
-const CATCH_UP: Duration = Duration::from_secs(2);
+pub(crate) const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// Most of what an owner hands over queued in one reply (under NATS's
 /// default max_payload); past it, it keeps the session.
@@ -204,7 +204,7 @@ pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
 
 /// Waits until this gateway's subscriptions have delivered what the bus
 /// routed to it before now, on every subject the sockets hear.
-async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
+pub(crate) async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
     let mut subjects = BTreeSet::new();
     for socket in sockets {
         subjects.insert((socket.ns.clone(), node.subjects.namespace(&socket.ns)));

@@ -170,16 +170,21 @@ impl Gateway {
         for client in &clients {
             node.close(&client.session, fault::Fault::ShuttingDown);
         }
-        recover::release_all(node);
         let deadline = tokio::time::Instant::now() + config::ms(node.config.drain_timeout);
-        // A transport holds the session's reader until it has sent the close.
+        // A transport holds the session's reader until it has sent the
+        // close; with recovery over NATS, clients come back to other
+        // gateways, which take their parked sockets from here.
+        let others = node.durable.get().is_some();
         while tokio::time::Instant::now() < deadline
-            && clients
+            && (clients
                 .iter()
                 .any(|c| c.session.outbox.try_reader().is_none())
+                || (others && recover::parked_count(node) > 0))
         {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        // What nobody came for goes with this process: its workers hear so.
+        recover::release_all(node);
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains.

@@ -28,11 +28,11 @@ use sio_protocol::socketio::recovery::Recovery;
 
 use crate::client::Client;
 use crate::config::ms;
-use crate::delivery;
 use crate::node::Node;
 use crate::outbox::Frame;
 use crate::recovery::{Keep, Log, Parked};
 use crate::socket::Socket;
+use crate::{delivery, handover};
 
 /// What the client of a recovered socket gets after the CONNECT reply,
 /// before what was held for it: the packets it missed; held copies of the
@@ -68,9 +68,11 @@ const fn recoverable(reason: DisconnectReason) -> bool {
 /// may recover it; false if it leaves now.
 pub(crate) fn park(node: &Node, socket: &Arc<Socket>, reason: DisconnectReason) -> bool {
     let Some(pid) = socket.pid else { return false };
-    // A gateway that is going away keeps nothing for later.
-    if node.is_draining() || !recoverable(reason) || socket.is_gone() || !socket.park(reason) {
+    if !recoverable(reason) || socket.is_gone() || !socket.park(reason) {
         return false;
+    }
+    if let Some(durable) = node.durable.get() {
+        durable.parked(node.id, pid);
     }
     // Whoever waits for an ack hears now that none will come.
     socket.forget_acks();
@@ -107,17 +109,24 @@ pub(crate) async fn restore(
     fresh: &Socket,
     recovery: Recovery,
 ) -> Option<(Arc<Socket>, Catch)> {
-    let (taken, elsewhere) = {
+    let (taken, moved) = {
         let mut parked = parked(node);
         let taken = parked.take(&recovery.pid, &fresh.ns, node.now());
         node.metrics.recoverable.set(gauge(parked.len()));
-        // Kept elsewhere: where it went from here, or where the pid says.
-        let born = Some(recovery.pid.gateway()).filter(|g| *g != node.id);
-        (taken, parked.moved_to(&recovery.pid).or(born))
+        (taken, parked.moved_to(&recovery.pid))
     };
     let parked = match taken {
         None => {
-            if let Some(owner) = elsewhere {
+            // Kept elsewhere: where it went from here, where JetStream says
+            // it was parked (it may have moved on through gateways that
+            // restarted since), or where the pid was made.
+            let noted = match (moved, node.durable.get()) {
+                (None, Some(durable)) => durable.keeper(recovery.pid).await,
+                _ => None,
+            };
+            let born = Some(recovery.pid.gateway());
+            let owner = moved.or(noted).or(born).filter(|g| *g != node.id);
+            if let Some(owner) = owner {
                 return fetch(node, client, fresh, recovery, owner).await;
             }
             outcome(node, "unknown");
@@ -170,6 +179,12 @@ pub(crate) async fn restore(
 }
 
 fn outcome(node: &Node, outcome: &'static str) {
+    if outcome != "recovered" {
+        tracing::info!(
+            outcome,
+            "a client asked for a socket it could not have back"
+        );
+    }
     let label = crate::metrics::OutcomeLabel { outcome };
     node.metrics.recoveries.get_or_create(&label).inc();
 }
@@ -219,14 +234,26 @@ async fn fetch(
         node.registry.unindex(&socket);
         return None;
     };
+    // What the owner kept was emitted before it let go, so before this
+    // gateway's markers: held here by the time they come back, and dropped
+    // as the client's (none arrives after).
+    let _ = tokio::time::timeout(
+        handover::CATCH_UP,
+        handover::catch_up(node, std::slice::from_ref(&socket)),
+    )
+    .await;
     moving.busy = missed.busy;
     socket.arrive(&moving);
     // It lives here again, if it had gone elsewhere from here.
     parked(node).unmove(&pid);
     node.registry.back(&socket.id);
     // Kept here too: the client may lose this connection as well.
-    let mut older = Log::new(node.config.recovery_bounds(), false);
-    let mut catch = Catch::default();
+    let mut older = Log::after_offset(node.config.recovery_bounds(), recovery.offset);
+    // What the owner kept, the client had or gets now: not again.
+    let mut catch = Catch {
+        emits: missed.kept.into_iter().collect(),
+        ..Catch::default()
+    };
     for MissedEmit { id, frames } in missed.emits {
         let frames: Vec<Frame> = frames.into_iter().filter_map(frame).collect();
         catch.frames.extend(frames.iter().cloned());
@@ -314,16 +341,27 @@ pub(crate) fn give(node: &Arc<Node>, pid: Pid, ns: &str, to: GatewayId) -> Comma
 
 /// The owner's side, step 2: what the client missed after `after`, and
 /// the socket lives on where step 1 said (commands for it are forwarded
-/// there).
-pub(crate) fn let_go(node: &Arc<Node>, pid: Pid, after: Option<EmitId>) -> CommandReply {
+/// there). Run in the `P.gw` loop: no command for the socket runs beside
+/// it.
+pub(crate) async fn let_go(node: Arc<Node>, pid: Pid, after: Option<EmitId>) -> CommandReply {
+    let node = &node;
     let claimed = parked(node).unclaim(&pid);
     let Some((socket, to)) = claimed else {
         return CommandReply::UnknownSocket;
     };
     node.metrics.recoverable.set(gauge(parked(node).len()));
-    // Moved first: from now on emits reach it at `to` only, and what
-    // comes here for it (direct emits, acks) goes there.
+    // Whatever was emitted before `to` took the socket's subscriptions
+    // reaches this gateway before its markers do (as in a hand-over): in
+    // the log by then. Emits after it reach `to` itself.
+    let _ = tokio::time::timeout(
+        handover::CATCH_UP,
+        handover::catch_up(node, std::slice::from_ref(&socket)),
+    )
+    .await;
+    // Moved: from now on emits reach it at `to` only, and what comes here
+    // for it (direct emits, acks) goes there.
     socket.moved(to);
+    let known = socket.kept();
     let kept = match socket.replace(after.map(EmitId::offset), || {}) {
         Ok((kept, _)) => kept,
         Err(_) => {
@@ -346,6 +384,7 @@ pub(crate) fn let_go(node: &Arc<Node>, pid: Pid, after: Option<EmitId>) -> Comma
         .collect();
     CommandReply::Missed(Missed {
         emits,
+        kept: known,
         busy: !socket.is_idle(),
     })
 }
@@ -354,6 +393,11 @@ pub(crate) fn let_go(node: &Arc<Node>, pid: Pid, after: Option<EmitId>) -> Comma
 fn leave(node: &Arc<Node>, socket: &Arc<Socket>) {
     let reason = socket.parked().unwrap_or(DisconnectReason::TransportClose);
     node.forget_socket(socket, reason);
+}
+
+/// How many sockets wait for their clients here.
+pub(crate) fn parked_count(node: &Node) -> usize {
+    parked(node).len()
 }
 
 /// The gateway is going away: every parked socket leaves now, its

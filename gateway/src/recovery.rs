@@ -130,11 +130,23 @@ pub(crate) struct Log {
     bounds: Bounds,
     entries: VecDeque<Arc<Entry>>,
     bytes: usize,
-    /// Every entry since the socket connected is here: a client that got
-    /// none yet (no offset) can get them all.
-    whole: bool,
+    /// Where the entries begin.
+    start: Start,
     /// An entry is missing (the gateway's bound): not recoverable.
     broken: bool,
+}
+
+/// What came before a log's first entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Nothing: every entry since the socket connected is here, and a
+    /// client that got none yet (no offset) can get them all.
+    Whole,
+    /// This emit, the last its client had when the log began (a
+    /// recovery): a client back with it again gets every entry.
+    After(EmitId),
+    /// Entries went past the bounds.
+    Unknown,
 }
 
 /// Why a socket cannot be recovered from its log.
@@ -159,13 +171,24 @@ impl Log {
     /// A log from a socket's first packet on (`whole`), or from some
     /// packet on.
     pub(crate) fn new(bounds: Bounds, whole: bool) -> Self {
+        let start = if whole { Start::Whole } else { Start::Unknown };
         Self {
             bounds,
             entries: VecDeque::new(),
             bytes: 0,
-            whole,
+            start,
             broken: false,
         }
+    }
+
+    /// A log for a socket recovered from elsewhere, whose client's last
+    /// packet was `offset`.
+    pub(crate) fn after_offset(bounds: Bounds, offset: Option<Offset>) -> Self {
+        let mut log = Self::new(bounds, offset.is_none());
+        if let Some(offset) = offset {
+            log.start = Start::After(EmitId::from_offset(offset));
+        }
+        log
     }
 
     /// Keeps what a delivery keeps; the oldest go past the bounds (and
@@ -188,7 +211,7 @@ impl Log {
                         break;
                     };
                     self.bytes -= old.size;
-                    self.whole = false;
+                    self.start = Start::Unknown;
                 }
             }
         }
@@ -201,27 +224,40 @@ impl Log {
         if self.broken {
             return Err((Unrecoverable::Broken, self));
         }
-        let from = match offset.map(EmitId::from_offset) {
-            None if self.whole => 0,
-            None => return Err((Unrecoverable::Behind, self)),
-            Some(id) => match self.entries.iter().rposition(|e| e.id == id) {
+        let offset = offset.map(EmitId::from_offset);
+        let from = match (offset, self.start) {
+            (None, Start::Whole) => 0,
+            (Some(id), Start::After(before)) if id == before => 0,
+            (Some(id), _) => match self.entries.iter().rposition(|e| e.id == id) {
                 Some(at) => at + 1,
                 None => return Err((Unrecoverable::Behind, self)),
             },
+            (None, _) => return Err((Unrecoverable::Behind, self)),
         };
         let missed: Vec<Arc<Entry>> = self.entries.drain(..).skip(from).collect();
         self.bytes = missed.iter().map(|e| e.size).sum();
-        self.whole = false;
+        // What is left starts after what the client had: it may come back
+        // with the same offset before it gets anything new.
+        if let Some(id) = offset {
+            self.start = Start::After(id);
+        }
         self.entries.extend(missed.iter().cloned());
         Ok((missed, self))
     }
 
-    /// `newer` (kept since) after this.
+    /// The ids of the entries it keeps.
+    pub(crate) fn ids(&self) -> Vec<EmitId> {
+        self.entries.iter().map(|e| e.id).collect()
+    }
+
+    /// `newer` (kept since) after this, but for the entries this has
+    /// (an emit that reached both gateways of a recovery).
     pub(crate) fn append(&mut self, newer: Self) {
         if newer.broken {
             self.push(Keep::Over);
         }
-        for entry in &newer.entries {
+        let ours: std::collections::HashSet<EmitId> = self.entries.iter().map(|e| e.id).collect();
+        for entry in newer.entries.iter().filter(|e| !ours.contains(&e.id)) {
             self.push(Keep::Entry(entry));
         }
     }
@@ -396,11 +432,25 @@ mod tests {
         // What the client got is let go; what it is sent now stays.
         let (missed, mut log) = found(log, offset(3))?;
         assert!(missed.is_empty());
+        // Back again before it got anything new: the same offset.
+        log.push(Keep::Entry(&entry(&memory, 4)));
+        let (missed, log) = found(log, offset(3))?;
+        assert_eq!(ids(&missed), [4]);
+        let (missed, log) = found(log, offset(3))?;
+        assert_eq!(ids(&missed), [4], "still, if 4 never reached it");
         assert_eq!(
             why(log.after(None)),
             Some(Unrecoverable::Behind),
             "no longer whole"
         );
+        // Recovered elsewhere: it starts after the client's offset.
+        let mut log = Log::after_offset(BOUNDS, offset(4));
+        let (missed, _) = found(log, offset(4))?;
+        assert!(missed.is_empty());
+        log = Log::after_offset(BOUNDS, offset(4));
+        log.push(Keep::Entry(&entry(&memory, 5)));
+        let (missed, _) = found(log, offset(4))?;
+        assert_eq!(ids(&missed), [5]);
         log = Log::new(BOUNDS, true);
         log.push(Keep::Entry(&entry(&memory, 9)));
         let (missed, _) = found(log, None)?;

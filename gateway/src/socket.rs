@@ -199,6 +199,11 @@ impl Socket {
         }
     }
 
+    /// The emits its log keeps.
+    pub(crate) fn kept(&self) -> Vec<EmitId> {
+        self.inner().log.as_ref().map(Log::ids).unwrap_or_default()
+    }
+
     /// Puts `older` (the log of the socket this one replaced) before what
     /// this one kept since.
     pub(crate) fn adopt(&self, mut older: Log) {

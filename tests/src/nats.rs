@@ -101,7 +101,11 @@ impl NatsServer {
             (
                 "NATS_STORE_DIR".to_owned(),
                 std::env::temp_dir()
-                    .join(format!("sio-nats-test-{}-{}/jetstream", std::process::id(), ports[i]))
+                    .join(format!(
+                        "sio-nats-test-{}-{}/jetstream",
+                        std::process::id(),
+                        ports[i]
+                    ))
                     .display()
                     .to_string(),
             ),

@@ -17,6 +17,7 @@
 )]
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ struct Seen {
     disconnects: HashMap<String, String>,
     /// How many disconnects each socket got.
     left: HashMap<String, u32>,
+    /// How many joins the workers made.
+    joins: u32,
 }
 
 /// A `blast` request: `count` events `n` (`tag`, number) numbered from
@@ -63,7 +66,8 @@ struct Blast {
 
 fn worker(seen: Arc<Mutex<Seen>>) -> Worker {
     let mut worker = Worker::new();
-    let (on_connect, on_disconnect, ask) = (seen.clone(), seen.clone(), seen);
+    let (on_connect, on_disconnect, on_join, ask) =
+        (seen.clone(), seen.clone(), seen.clone(), seen);
     worker
         .of("/")
         .on_connect(move |socket: Socket| {
@@ -83,9 +87,13 @@ fn worker(seen: Arc<Mutex<Seen>>) -> Worker {
                 seen.disconnects.insert(id, reason.as_str().to_owned());
             }
         })
-        .on("join", |socket: Socket, (room,): (String,)| async move {
-            socket.join([room]).await?;
-            socket.ack(&()).await
+        .on("join", move |socket: Socket, (room,): (String,)| {
+            let seen = on_join.clone();
+            async move {
+                socket.join([room]).await?;
+                seen.lock().unwrap().joins += 1;
+                socket.ack(&()).await
+            }
         })
         .on("whoami", |socket: Socket, ()| async move {
             let auth = socket.handshake().auth.clone();
@@ -293,4 +301,79 @@ async fn recovery_without_jetstream_is_a_clear_start_up_error() {
         message.contains("JetStream") && message.contains("-js"),
         "{message}"
     );
+}
+
+/// A rolling restart of three gateway processes behind a round-robin
+/// proxy, each drained (SIGTERM) and started again in turn while a steady
+/// stream of emits goes to the clients' room: every client gets every
+/// emit once, in order, as the same socket, and the workers' connect
+/// handler is not called again (`tests/js-recovery/rolling.test.js`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_nothing() {
+    const CLIENTS: u32 = 20;
+    const COUNT: u32 = 1000;
+    let nats = NatsServer::start().unwrap();
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let args = |addr: SocketAddr| {
+        let mut args = gateway_args(&nats.url(), addr);
+        args.extend(
+            [
+                "--connection-state-recovery",
+                "--heartbeat-interval",
+                "200",
+                "--drain-timeout",
+                "5000",
+            ]
+            .map(str::to_owned),
+        );
+        args
+    };
+    let start = |addr: SocketAddr| {
+        let args = args(addr);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args)
+    };
+    let mut gateways: Vec<Process> = addrs.iter().map(|a| start(*a)).collect();
+    for addr in &addrs {
+        ready(*addr).await;
+    }
+    let proxy = Proxy::start(addrs.clone()).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let bus = connect(&nats).await;
+    let running = worker(seen.clone()).start(bus.clone()).await.unwrap();
+    let suite = tokio::spawn({
+        let url = format!("http://{}", proxy.addr);
+        async move {
+            let (count, clients) = (COUNT.to_string(), CLIENTS.to_string());
+            let env = [
+                ("SIO_COUNT", count.as_str()),
+                ("SIO_CLIENTS", clients.as_str()),
+            ];
+            node_suite("tests/js-recovery/rolling.test.js", &url, &env).await;
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().joins < CLIENTS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the clients never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let emitter = tokio::spawn(async move {
+        let emitter = sio_worker::Emitter::new(bus);
+        for n in 0..COUNT {
+            emitter.to("r").emit("n", &("room", n)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (i, addr) in addrs.iter().enumerate() {
+        gateways[i].terminate();
+        gateways[i] = start(*addr);
+        ready(*addr).await;
+    }
+    emitter.await.unwrap();
+    suite.await.unwrap();
+    running.shutdown().await;
 }

@@ -516,6 +516,9 @@ pub enum CommandReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Missed {
     pub emits: Vec<MissedEmit>,
+    /// Every emit the owner kept for it, the client's own included: the
+    /// new gateway drops its copies of these.
+    pub kept: Vec<EmitId>,
     /// Its events are still being handled at the owner (as in
     /// [`MovingSocket::busy`], as of now).
     pub busy: bool,
@@ -836,6 +839,7 @@ mod tests {
                     id: EmitId(10),
                     frames: vec![QueuedFrame::Text(Bytes::from_static(b"42[\"y\"]"))]
                 }],
+                kept: vec![EmitId(9), EmitId(10)],
                 busy: false
             }),
             CommandReply::Probing,
