@@ -20,7 +20,7 @@ use sio_protocol::socketio::{Decoder, Event, Kind, Packet};
 use crate::config::Config;
 use crate::fault::Fault;
 use crate::outbox::Frame;
-use crate::recovery::Log;
+use crate::recovery::{Bounds, Log};
 use crate::session::Session;
 use crate::socket::{self, Socket};
 
@@ -211,7 +211,7 @@ impl Client {
             authorize,
         )
         .map(|socket| match pid {
-            Some(pid) => socket.recoverable(pid, Log::new(config.recovery_bounds(), true)),
+            Some(pid) => socket.recoverable(pid, Log::new(Bounds::of(config), true)),
             None => socket,
         });
         match socket {

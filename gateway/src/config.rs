@@ -206,13 +206,6 @@ pub struct Config {
 }
 
 impl Config {
-    pub(crate) fn recovery_bounds(&self) -> crate::recovery::Bounds {
-        crate::recovery::Bounds {
-            packets: self.recovery_packets,
-            bytes: self.recovery_bytes,
-        }
-    }
-
     pub(crate) fn per_address(&self) -> crate::address::Limits {
         crate::address::Limits {
             concurrent: self.max_connections_per_address,

@@ -3,6 +3,7 @@
 //! the delivery of an emit to its local recipients, framed once and shared
 //! by all of them.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,4 +208,45 @@ pub(crate) fn packet_frames(node: &Node, packet: &EncodedPacket) -> Option<Vec<F
     frames.push(Frame::Text(message));
     frames.extend(packet.attachments.iter().cloned().map(Frame::Binary));
     Some(frames)
+}
+
+/// How long an owner waits for its markers to come back; past it, it
+/// lets go anyway (its bus is away, and so are the emits it would wait
+/// for).
+pub(crate) const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// Waits until this gateway's subscriptions have delivered what the bus
+/// routed to it before now, on every subject the sockets hear.
+pub(crate) async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
+    let mut subjects = BTreeSet::new();
+    for socket in sockets {
+        subjects.insert((socket.ns.clone(), node.subjects.namespace(&socket.ns)));
+        for room in socket.rooms() {
+            subjects.insert((socket.ns.clone(), node.subjects.room(&socket.ns, &room)));
+        }
+    }
+    let mut ids = Vec::new();
+    let mut waits = Vec::new();
+    for (ns, subject) in subjects {
+        let Some((id, marker)) = marker(&ns) else {
+            continue;
+        };
+        waits.push(node.registry.await_marker(id));
+        ids.push(id);
+        node.publish_now(subject, marker).await;
+    }
+    // Forgotten however this ends (the caller bounds it in time).
+    let _forget = Forget(node, ids);
+    for wait in waits {
+        let _ = wait.await;
+    }
+}
+
+/// Stops waiting for a catch-up's markers when dropped.
+struct Forget<'a>(&'a Node, Vec<sio_protocol::envelope::EmitId>);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.registry.forget_markers(&self.1);
+    }
 }

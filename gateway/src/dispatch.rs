@@ -136,10 +136,14 @@ fn refuse(node: &Arc<Node>, socket: &Arc<Socket>, data: String) {
 }
 
 /// A socket that never became live leaves; a recovered one was live to
-/// the workers all along, so they hear that it left.
+/// the workers all along: parked again if its client went away meanwhile,
+/// else they hear that it left.
 fn drop_socket(node: &Arc<Node>, socket: &Arc<Socket>) {
     if socket.is_recovered() {
-        node.forget_socket(socket, DisconnectReason::ServerNamespaceDisconnect);
+        let lost = DisconnectReason::TransportClose;
+        if !(socket.session.is_closed() && node.park(socket, lost)) {
+            node.forget_socket(socket, DisconnectReason::ServerNamespaceDisconnect);
+        }
         return;
     }
     socket.leave();

@@ -34,7 +34,7 @@
 //! socket at B directly from its events (`Delivery::holder`), and B serves
 //! A's subject for it once A is dead (`command::inherit`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,7 @@ use tokio::time::Instant;
 use crate::address::Slot;
 use crate::client::Client;
 use crate::config::{Transport, ms};
+use crate::delivery::CATCH_UP;
 use crate::fault::Fault;
 use crate::node::Node;
 use crate::outbox::{Frame, Outbox};
@@ -57,11 +58,6 @@ use crate::session::{Session, Upgrade};
 use crate::socket::Socket;
 use crate::transport::websocket;
 use crate::{delivery, event};
-
-/// How long an owner waits for its markers to come back; past it, it
-/// lets go anyway (its bus is away, and so are the emits it would wait
-/// for).
-pub(crate) const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// Most of what an owner hands over queued in one reply (under NATS's
 /// default max_payload); past it, it keeps the session.
@@ -163,7 +159,7 @@ pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
         return CommandReply::UnknownSocket;
     };
     let sockets = client.sockets();
-    let _ = tokio::time::timeout(CATCH_UP, catch_up(&node, &sockets)).await;
+    let _ = tokio::time::timeout(CATCH_UP, delivery::catch_up(&node, &sockets)).await;
     let session = &client.session;
     // Closed meanwhile (the workers heard its disconnect), or more queued
     // than one reply carries: the session stays, and the new gateway
@@ -200,42 +196,6 @@ pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
         delivered,
         sockets: states,
     })
-}
-
-/// Waits until this gateway's subscriptions have delivered what the bus
-/// routed to it before now, on every subject the sockets hear.
-pub(crate) async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
-    let mut subjects = BTreeSet::new();
-    for socket in sockets {
-        subjects.insert((socket.ns.clone(), node.subjects.namespace(&socket.ns)));
-        for room in socket.rooms() {
-            subjects.insert((socket.ns.clone(), node.subjects.room(&socket.ns, &room)));
-        }
-    }
-    let mut ids = Vec::new();
-    let mut waits = Vec::new();
-    for (ns, subject) in subjects {
-        let Some((id, marker)) = delivery::marker(&ns) else {
-            continue;
-        };
-        waits.push(node.registry.await_marker(id));
-        ids.push(id);
-        node.publish_now(subject, marker).await;
-    }
-    // Forgotten however this ends (the caller bounds it in time).
-    let _forget = Forget(node, ids);
-    for wait in waits {
-        let _ = wait.await;
-    }
-}
-
-/// Stops waiting for a catch-up's markers when dropped.
-struct Forget<'a>(&'a Node, Vec<sio_protocol::envelope::EmitId>);
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        self.0.registry.forget_markers(&self.1);
-    }
 }
 
 // The side of the gateway with the websocket.

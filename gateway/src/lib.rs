@@ -25,7 +25,6 @@ mod connection;
 mod control;
 mod delivery;
 mod dispatch;
-mod durable;
 mod event;
 mod fault;
 mod handover;
@@ -35,8 +34,10 @@ pub mod logging;
 mod metrics;
 mod node;
 mod outbox;
+mod parked;
 mod presence;
 mod queue;
+mod records;
 mod recover;
 mod recovery;
 mod registry;
@@ -56,7 +57,7 @@ use sio_protocol::subject::Subjects;
 
 pub use cli::ConfigError;
 pub use config::Config;
-pub use durable::NoJetStream;
+pub use records::NoJetStream;
 
 /// What can stop a gateway from starting.
 #[derive(Debug, thiserror::Error)]
@@ -96,10 +97,10 @@ impl Gateway {
         let address = config.listen.to_string();
         let node = Arc::new(node::Node::new(config, bus, id, subjects));
         let errors = node.metrics.bus_errors.clone();
-        if let Some(durable) = durable::Durable::open(&node.bus, &node.config, errors).await? {
+        if let Some(durable) = records::Durable::open(&node.bus, &node.config, errors).await? {
             let _ = node.durable.set(durable);
             let heartbeats = node.bus.subscribe(node.subjects.heartbeat()).await?;
-            tokio::spawn(durable::watch(Arc::downgrade(&node), heartbeats));
+            tokio::spawn(presence::watch(Arc::downgrade(&node), heartbeats));
         }
         let weak = Arc::downgrade(&node);
         let commands = node.bus.subscribe(node.subjects.gateway(id)).await?;
@@ -185,6 +186,9 @@ impl Gateway {
         }
         // What nobody came for goes with this process: its workers hear so.
         recover::release_all(node);
+        if let Some(durable) = node.durable.get() {
+            durable.flush().await;
+        }
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains.

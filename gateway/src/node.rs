@@ -55,11 +55,11 @@ pub(crate) struct Node {
     commands: tokio::sync::mpsc::Sender<(String, Option<String>, Bytes)>,
     /// The sockets' records in JetStream, with connection state recovery
     /// over NATS (set once, at start).
-    pub(crate) durable: std::sync::OnceLock<crate::durable::Durable>,
+    pub(crate) durable: std::sync::OnceLock<crate::records::Durable>,
     /// What sockets keep for connection state recovery, bounded in all.
     pub(crate) memory: crate::recovery::Memory,
     /// Sockets whose transport was lost, waiting for their client.
-    pub(crate) parked: Mutex<crate::recovery::Parked>,
+    pub(crate) parked: Mutex<crate::parked::Parked>,
 }
 
 /// Commands to other gateways that may wait for the bus; past it, the
@@ -326,12 +326,43 @@ impl Node {
         if !client.remove(socket) {
             return;
         }
-        if crate::recover::park(self, socket, reason) {
+        if self.park(socket, reason) {
             self.metrics
                 .socket_left(crate::client::namespace_label(&self.config, &socket.ns));
             return;
         }
         self.forget_socket(socket, reason);
+    }
+
+    /// Parks a socket whose transport was lost for `reason`, if its client
+    /// may recover it (see [`crate::recover`]); false if it leaves now.
+    pub(crate) fn park(&self, socket: &Arc<Socket>, reason: DisconnectReason) -> bool {
+        let Some(pid) = socket.pid else { return false };
+        if !crate::recovery::recoverable(reason) || socket.is_gone() || !socket.park(reason) {
+            return false;
+        }
+        if self.durable.get().is_some_and(|d| !d.parked(self.id, pid)) {
+            self.metrics.drop("record_overflow");
+        }
+        // Whoever waits for an ack hears now that none will come.
+        socket.forget_acks();
+        let until = self
+            .now()
+            .saturating_add(self.config.max_disconnection_duration);
+        let mut parked = lock(&self.parked);
+        parked.park(pid, socket.clone(), until);
+        self.metrics.recoverable.set(parked.gauge());
+        true
+    }
+
+    /// A parked socket leaves for another reason (a worker disconnects it).
+    pub(crate) fn unpark(self: &Arc<Self>, socket: &Arc<Socket>, reason: DisconnectReason) {
+        let mut parked = lock(&self.parked);
+        if parked.remove(socket) {
+            self.metrics.recoverable.set(parked.gauge());
+            drop(parked);
+            self.forget_socket(socket, reason);
+        }
     }
 
     /// A socket out of its client leaves for good: out of the registry and
@@ -398,7 +429,7 @@ impl Node {
         }
     }
 
-    /// Writes a socket's record as it is now (see [`crate::durable`]).
+    /// Writes a socket's record as it is now (see [`crate::records`]).
     pub(crate) fn record(&self, socket: &Socket) {
         let kept = self.durable.get().is_none_or(|d| d.keep(self.id, socket));
         if !kept {
@@ -463,7 +494,7 @@ impl Node {
     /// connection); the client gets DISCONNECT for each.
     pub(crate) fn disconnect(self: &Arc<Self>, socket: &Arc<Socket>, close: bool) {
         if socket.parked().is_some() {
-            crate::recover::unpark(self, socket, DisconnectReason::ServerNamespaceDisconnect);
+            self.unpark(socket, DisconnectReason::ServerNamespaceDisconnect);
             return;
         }
         let Some(client) = self.registry.client(&socket.session.sid) else {
@@ -515,4 +546,8 @@ impl Node {
         self.metrics.bus_errors.inc();
         self.metrics.drop("bus_unavailable");
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

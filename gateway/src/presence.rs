@@ -1,12 +1,23 @@
 //! `P.hb`: this gateway's presence, announced periodically, with the bus
-//! connection's state tracked on the way.
+//! connection's state tracked on the way; and the others' heard, to learn
+//! which died. With connection state recovery over NATS, every survivor
+//! goes through a dead gateway's records ([`crate::records`]), and for
+//! each the one that claims it first (a write that expects the record's
+//! revision) publishes its disconnect: the workers hear once that each of
+//! the dead gateway's sockets left.
 
-use std::sync::Weak;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use sio_protocol::envelope::{self, Presence};
+use bytes::Bytes;
+use sio_protocol::envelope::{self, Disconnect, Presence};
+use sio_protocol::id::GatewayId;
+use tokio::time::Instant;
 
 use crate::config::ms;
 use crate::node::Node;
+use crate::records::Durable;
 
 /// This gateway's presence, as announced on `P.hb`.
 pub(crate) fn presence(node: &Node, address: &str) -> Presence {
@@ -35,4 +46,107 @@ pub(crate) async fn announce(node: Weak<Node>, address: String) {
         drop(n);
         tokio::time::sleep(interval).await;
     }
+}
+
+/// Watches the gateways' heartbeats: the records of one that died (and,
+/// once, of those gone before this gateway started) are reaped.
+pub(crate) async fn watch(node: Weak<Node>, mut heartbeats: sio_bus::Subscription) {
+    let mut heard: HashMap<GatewayId, (Instant, Duration)> = HashMap::new();
+    let started = Instant::now();
+    let mut swept = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            message = heartbeats.next() => {
+                let Some(message) = message else { return };
+                if let Ok(presence) = envelope::decode_owned::<Presence>(&message.payload) {
+                    let every = Duration::from_millis(presence.interval_ms.max(100));
+                    heard.insert(presence.gateway, (Instant::now(), every));
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        let Some(n) = node.upgrade() else { return };
+        let own = ms(n.config.heartbeat_interval.max(100));
+        let dead: Vec<GatewayId> = heard
+            .iter()
+            .filter(|(gateway, (last, every))| **gateway != n.id && last.elapsed() >= *every * 3)
+            .map(|(gateway, _)| *gateway)
+            .collect();
+        for gateway in &dead {
+            heard.remove(gateway);
+        }
+        // Three of its own intervals after it started, this gateway has
+        // heard every live one: records of any other are a dead one's.
+        let sweep = !swept && started.elapsed() >= own * 3;
+        if dead.is_empty() && !sweep {
+            continue;
+        }
+        swept = true;
+        let live: Vec<GatewayId> = heard.keys().copied().chain([n.id]).collect();
+        tokio::spawn(reap(n, dead, sweep.then_some(live)));
+    }
+}
+
+/// Publishes the disconnects of the sockets of the `dead` gateways (with
+/// `all_but`, of every gateway not in it), each claimed first.
+async fn reap(node: Arc<Node>, dead: Vec<GatewayId>, all_but: Option<Vec<GatewayId>>) {
+    let Some(durable) = node.durable.get() else {
+        return;
+    };
+    let prefixes: Vec<String> = dead.iter().map(|g| format!("{g}.")).collect();
+    let keys = match durable.kv.keys(String::new()).await {
+        Ok(keys) => keys,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the sockets' records");
+            return;
+        }
+    };
+    let theirs = |key: &String| {
+        let gateway = key
+            .split_once('.')
+            .and_then(|(g, _)| g.parse::<GatewayId>().ok());
+        match (&all_but, gateway) {
+            (_, None) => false,
+            (Some(live), Some(g)) => !live.contains(&g),
+            (None, Some(_)) => prefixes.iter().any(|p| key.starts_with(p)),
+        }
+    };
+    let mut reaped = 0u64;
+    for key in keys.into_iter().filter(theirs) {
+        if disconnect(&node, durable, key).await {
+            reaped += 1;
+        }
+    }
+    if reaped > 0 {
+        tracing::info!(sockets = reaped, gateways = ?dead, "disconnected the sockets of gateways that died");
+    }
+}
+
+/// Claims one record and publishes its disconnect; true if this gateway
+/// did.
+async fn disconnect(node: &Node, durable: &Durable, key: String) -> bool {
+    let Ok(Some(entry)) = durable.kv.get(key.clone()).await else {
+        return false;
+    };
+    // Empty: claimed by another survivor, which publishes it.
+    if entry.value.is_empty() {
+        return false;
+    }
+    let claimed = durable
+        .kv
+        .claim(key.clone(), Bytes::new(), entry.revision)
+        .await;
+    if !matches!(claimed, Ok(true)) {
+        return false;
+    }
+    let Ok(record) = envelope::decode_owned::<Disconnect>(&entry.value) else {
+        let _ = durable.kv.delete(key).await;
+        return false;
+    };
+    let subject = node.subjects.disconnect(&record.socket.ns);
+    node.publish(subject, entry.value).await;
+    node.metrics.sockets_reaped.inc();
+    let _ = durable.kv.delete(key).await;
+    true
 }

@@ -28,11 +28,12 @@ use sio_protocol::socketio::recovery::Recovery;
 
 use crate::client::Client;
 use crate::config::ms;
+use crate::delivery;
 use crate::node::Node;
 use crate::outbox::Frame;
-use crate::recovery::{Keep, Log, Parked};
+use crate::parked::Parked;
+use crate::recovery::{Bounds, Keep, Log};
 use crate::socket::Socket;
-use crate::{delivery, handover};
 
 /// What the client of a recovered socket gets after the CONNECT reply,
 /// before what was held for it: the packets it missed; held copies of the
@@ -51,54 +52,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The reasons socket.io lets a client recover from: the transport's, not
-/// a namespace disconnect or a client that sent garbage.
-const fn recoverable(reason: DisconnectReason) -> bool {
-    matches!(
-        reason,
-        DisconnectReason::TransportClose
-            | DisconnectReason::TransportError
-            | DisconnectReason::PingTimeout
-            | DisconnectReason::ForcedClose
-            | DisconnectReason::ServerShuttingDown
-    )
-}
-
-/// Parks a socket whose transport was lost for `reason`, if its client
-/// may recover it; false if it leaves now.
-pub(crate) fn park(node: &Node, socket: &Arc<Socket>, reason: DisconnectReason) -> bool {
-    let Some(pid) = socket.pid else { return false };
-    if !recoverable(reason) || socket.is_gone() || !socket.park(reason) {
-        return false;
-    }
-    if let Some(durable) = node.durable.get() {
-        durable.parked(node.id, pid);
-    }
-    // Whoever waits for an ack hears now that none will come.
-    socket.forget_acks();
-    let until = node
-        .now()
-        .saturating_add(node.config.max_disconnection_duration);
-    let mut parked = parked(node);
-    parked.park(pid, socket.clone(), until);
-    node.metrics.recoverable.set(gauge(parked.len()));
-    true
-}
-
-fn gauge(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// A parked socket leaves for another reason (a worker disconnects it).
-pub(crate) fn unpark(node: &Arc<Node>, socket: &Arc<Socket>, reason: DisconnectReason) {
-    let mut parked = parked(node);
-    if parked.remove(socket) {
-        node.metrics.recoverable.set(gauge(parked.len()));
-        drop(parked);
-        node.forget_socket(socket, reason);
-    }
-}
-
 /// The socket `recovery` asks for in place of `fresh`, in the registry
 /// from now on (pending until its CONNECT reply), with what its client
 /// missed; `None` if it cannot be had (counted), and `fresh` goes on as a
@@ -112,7 +65,7 @@ pub(crate) async fn restore(
     let (taken, moved) = {
         let mut parked = parked(node);
         let taken = parked.take(&recovery.pid, &fresh.ns, node.now());
-        node.metrics.recoverable.set(gauge(parked.len()));
+        node.metrics.recoverable.set(parked.gauge());
         (taken, parked.moved_to(&recovery.pid))
     };
     let parked = match taken {
@@ -139,7 +92,7 @@ pub(crate) async fn restore(
         }
         Some(Ok(parked)) => parked,
     };
-    let log = Log::new(node.config.recovery_bounds(), false);
+    let log = Log::new(Bounds::of(&node.config), false);
     let restored = Socket::restore(
         &parked,
         fresh.session.clone(),
@@ -204,7 +157,7 @@ async fn fetch(
         outcome(node, "unknown");
         return None;
     };
-    let log = Log::new(node.config.recovery_bounds(), false);
+    let log = Log::new(Bounds::of(&node.config), false);
     let socket = Socket::new(
         moving.id,
         fresh.ns.clone(),
@@ -238,8 +191,8 @@ async fn fetch(
     // gateway's markers: held here by the time they come back, and dropped
     // as the client's (none arrives after).
     let _ = tokio::time::timeout(
-        handover::CATCH_UP,
-        handover::catch_up(node, std::slice::from_ref(&socket)),
+        delivery::CATCH_UP,
+        delivery::catch_up(node, std::slice::from_ref(&socket)),
     )
     .await;
     moving.busy = missed.busy;
@@ -248,7 +201,7 @@ async fn fetch(
     parked(node).unmove(&pid);
     node.registry.back(&socket.id);
     // Kept here too: the client may lose this connection as well.
-    let mut older = Log::after_offset(node.config.recovery_bounds(), recovery.offset);
+    let mut older = Log::after_offset(Bounds::of(&node.config), recovery.offset);
     // What the owner kept, the client had or gets now: not again.
     let mut catch = Catch {
         emits: missed.kept.into_iter().collect(),
@@ -349,13 +302,13 @@ pub(crate) async fn let_go(node: Arc<Node>, pid: Pid, after: Option<EmitId>) -> 
     let Some((socket, to)) = claimed else {
         return CommandReply::UnknownSocket;
     };
-    node.metrics.recoverable.set(gauge(parked(node).len()));
+    node.metrics.recoverable.set(parked(node).gauge());
     // Whatever was emitted before `to` took the socket's subscriptions
     // reaches this gateway before its markers do (as in a hand-over): in
     // the log by then. Emits after it reach `to` itself.
     let _ = tokio::time::timeout(
-        handover::CATCH_UP,
-        handover::catch_up(node, std::slice::from_ref(&socket)),
+        delivery::CATCH_UP,
+        delivery::catch_up(node, std::slice::from_ref(&socket)),
     )
     .await;
     // Moved: from now on emits reach it at `to` only, and what comes here
@@ -423,7 +376,7 @@ pub(crate) async fn expire(node: Weak<Node>) {
             let (gone, next) = {
                 let mut parked = parked(&node);
                 let expired = parked.expired(now);
-                node.metrics.recoverable.set(gauge(parked.len()));
+                node.metrics.recoverable.set(parked.gauge());
                 expired
             };
             for socket in &gone {
