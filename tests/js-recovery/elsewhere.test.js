@@ -7,7 +7,7 @@
 
 const { test } = require("node:test");
 const assert = require("node:assert/strict");
-const { open, call, once, sleep, range, record, count, until, drop } = require("./helpers");
+const { open, call, once, sleep, range, record, count, until, drop, assertRestored } = require("./helpers");
 
 const URL = process.env.SIO_URL;
 const DIRECT = process.env.SIO_DIRECT;
@@ -50,12 +50,7 @@ test("recovered on the other gateway, then back on the first: every packet once,
   assert.deepEqual(got.id, range(0, 45));
   assert.deepEqual(got.all, range(0, 40));
   assert.deepEqual(got.me, range(0, 45));
-  const me = await call(a, "whoami");
-  assert.equal(me.recovered, true);
-  assert.equal(me.id, id);
-  assert.deepEqual(JSON.parse(me.auth), { token: "t" });
-  assert.deepEqual(me.rooms, ["r1"]);
-  assert.deepEqual(me.data, { n: 7 });
+  await assertRestored(a, id);
   const seen = await call(b, "seen", id);
   assert.deepEqual(seen, { connects: 1, disconnect: null });
   a.close();

@@ -67,4 +67,16 @@ async function drop(socket) {
   await dropped;
 }
 
-module.exports = { TIMEOUT, open, once, call, sleep, range, record, count, until, drop };
+// What the workers see of a socket that was recovered (the suites'
+// clients join "r1", remember {n: 7} and send the auth {token: "t"}).
+async function assertRestored(socket, id) {
+  const assert = require("node:assert/strict");
+  const me = await call(socket, "whoami");
+  assert.equal(me.recovered, true);
+  assert.equal(me.id, id);
+  assert.deepEqual(JSON.parse(me.auth), { token: "t" }, "the auth without the recovery fields");
+  assert.deepEqual(me.rooms, ["r1"]);
+  assert.deepEqual(me.data, { n: 7 });
+}
+
+module.exports = { TIMEOUT, open, once, call, sleep, range, record, count, until, drop, assertRestored };

@@ -6,7 +6,7 @@
 
 const { test } = require("node:test");
 const assert = require("node:assert/strict");
-const { open, once, call, sleep, range, record, count, until, drop } = require("./helpers");
+const { open, once, call, sleep, range, record, count, until, drop, assertRestored } = require("./helpers");
 
 const URL = process.env.SIO_URL;
 const SHORT = process.env.SIO_SHORT_URL;
@@ -50,12 +50,7 @@ for (const transports of [["websocket"], ["polling"]]) {
     assert.deepEqual(got.id, range(0, 20));
     assert.deepEqual(got.all, range(0, 20));
     assert.deepEqual(got.me, range(0, 20));
-    const me = await call(a, "whoami");
-    assert.equal(me.recovered, true);
-    assert.equal(me.id, id);
-    assert.deepEqual(JSON.parse(me.auth), { token: "t" }, "the auth without the recovery fields");
-    assert.deepEqual(me.rooms, ["r1"]);
-    assert.deepEqual(me.data, { n: 7 });
+    await assertRestored(a, id);
     // The workers never heard it leave, nor were asked about it again.
     const seen = await call(b, "seen", id);
     assert.deepEqual(seen, { connects: 1, disconnect: null });

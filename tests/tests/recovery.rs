@@ -162,15 +162,21 @@ fn target(socket: &Socket, to: &str) -> Operators {
     }
 }
 
-async fn stock_client_recovers(kind: BusKind) {
-    let bus = kind.start().await;
+/// A gateway with recovery, and heartbeats as a client on a real network
+/// has them: a client whose reconnection waits a second is not cut for a
+/// missed ping meanwhile.
+fn recovering() -> sio_gateway::Config {
     let mut config = test_config();
     config.connection_state_recovery = true;
-    config.max_disconnection_duration = 10_000;
-    // Heartbeats as a client on a real network has them: a client whose
-    // reconnection waits a second is not cut for a missed ping meanwhile.
     config.ping_interval = 5_000;
     config.ping_timeout = 5_000;
+    config
+}
+
+async fn stock_client_recovers(kind: BusKind) {
+    let bus = kind.start().await;
+    let mut config = recovering();
+    config.max_disconnection_duration = 10_000;
     let gateway = TestGateway::start(config.clone(), bus.bus.clone()).await;
     config.max_disconnection_duration = 1_000;
     let short = TestGateway::start(config, bus.bus.clone()).await;
@@ -204,10 +210,7 @@ async fn stock_client_recovers(kind: BusKind) {
 /// lands on the other one.
 async fn stock_client_recovers_elsewhere(kind: BusKind) {
     let bus = kind.start().await;
-    let mut config = test_config();
-    config.connection_state_recovery = true;
-    config.ping_interval = 5_000;
-    config.ping_timeout = 5_000;
+    let config = recovering();
     let first = TestGateway::start(config.clone(), bus.bus.clone()).await;
     let second = TestGateway::start(config, bus.bus.clone()).await;
     let proxy = Proxy::start(vec![first.addr, second.addr]).await;
