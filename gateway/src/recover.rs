@@ -24,7 +24,7 @@ use sio_protocol::envelope::{
     self, Command, CommandReply, DisconnectReason, EmitId, Missed, MissedEmit, QueuedFrame,
 };
 use sio_protocol::id::{GatewayId, Pid};
-use sio_protocol::socketio::recovery::Recovery;
+use sio_protocol::socketio::recovery::{Offset, Recovery};
 
 use crate::client::Client;
 use crate::config::ms;
@@ -178,7 +178,7 @@ async fn fetch(
     node.registry.took_from(owner);
     node.registry.add_socket(socket.clone());
     delivery::join(node, &socket, &moving.state.rooms).await;
-    let after = recovery.offset.map(EmitId::from_offset);
+    let after = recovery.offset;
     let given = request(node, owner, &Command::Recovered { pid, after }).await;
     let Some(CommandReply::Missed(missed)) = given else {
         outcome(node, "behind");
@@ -296,7 +296,7 @@ pub(crate) fn give(node: &Arc<Node>, pid: Pid, ns: &str, to: GatewayId) -> Comma
 /// the socket lives on where step 1 said (commands for it are forwarded
 /// there). Run in the `P.gw` loop: no command for the socket runs beside
 /// it.
-pub(crate) async fn let_go(node: Arc<Node>, pid: Pid, after: Option<EmitId>) -> CommandReply {
+pub(crate) async fn let_go(node: Arc<Node>, pid: Pid, after: Option<Offset>) -> CommandReply {
     let node = &node;
     let claimed = parked(node).unclaim(&pid);
     let Some((socket, to)) = claimed else {
@@ -315,7 +315,7 @@ pub(crate) async fn let_go(node: Arc<Node>, pid: Pid, after: Option<EmitId>) -> 
     // for it (direct emits, acks) goes there.
     socket.moved(to);
     let known = socket.kept();
-    let kept = match socket.replace(after.map(EmitId::offset), || {}) {
+    let kept = match socket.replace(after, || {}) {
         Ok((kept, _)) => kept,
         Err(_) => {
             leave(node, &socket);

@@ -79,10 +79,13 @@ impl Memory {
         }
     }
 
-    /// An id for an emit made on this gateway.
+    /// An id for an emit made on this gateway: the count in the high half,
+    /// and in the low half (the offset) the count scrambled one to one and
+    /// mixed with the gateway, apart from other gateways' offsets.
     pub(crate) fn local_id(&self) -> EmitId {
         let n = self.local.1.fetch_add(1, Ordering::Relaxed);
-        EmitId((u128::from(self.local.0) << 64) | u128::from(n))
+        let low = self.local.0 ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        EmitId((u128::from(n) << 64) | u128::from(low))
     }
 
     /// Keeps `frames` of emit `id`; past the bound, gives them back.
@@ -168,7 +171,7 @@ enum Start {
     Whole,
     /// This emit, the last its client had when the log began (a
     /// recovery): a client back with it again gets every entry.
-    After(EmitId),
+    After(Offset),
     /// Entries went past the bounds.
     Unknown,
 }
@@ -210,7 +213,7 @@ impl Log {
     pub(crate) fn after_offset(bounds: Bounds, offset: Option<Offset>) -> Self {
         let mut log = Self::new(bounds, offset.is_none());
         if let Some(offset) = offset {
-            log.start = Start::After(EmitId::from_offset(offset));
+            log.start = Start::After(offset);
         }
         log
     }
@@ -248,11 +251,10 @@ impl Log {
         if self.broken {
             return Err((Unrecoverable::Broken, self));
         }
-        let offset = offset.map(EmitId::from_offset);
         let from = match (offset, self.start) {
             (None, Start::Whole) => 0,
             (Some(id), Start::After(before)) if id == before => 0,
-            (Some(id), _) => match self.entries.iter().rposition(|e| e.id == id) {
+            (Some(id), _) => match self.entries.iter().rposition(|e| e.id.offset() == id) {
                 Some(at) => at + 1,
                 None => return Err((Unrecoverable::Behind, self)),
             },

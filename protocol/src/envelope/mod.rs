@@ -250,13 +250,13 @@ impl EmitId {
         Ok(Self(u128::from_le_bytes(b)))
     }
 
-    /// The offset a client recovering after this emit names.
+    /// The offset a client recovering after this emit names: the id's
+    /// low 64 bits.
     pub const fn offset(self) -> crate::socketio::recovery::Offset {
-        crate::socketio::recovery::Offset(self.0.to_le_bytes())
-    }
-
-    pub const fn from_offset(offset: crate::socketio::recovery::Offset) -> Self {
-        Self(u128::from_le_bytes(offset.0))
+        // Truncation is the point: the low half of the id.
+        #[allow(clippy::cast_possible_truncation)]
+        let low = self.0 as u64;
+        crate::socketio::recovery::Offset(low.to_le_bytes())
     }
 }
 
@@ -385,7 +385,7 @@ pub enum Command {
     /// or [`CommandReply::UnknownSocket`] (its offset is no longer kept).
     Recovered {
         pid: crate::id::Pid,
-        after: Option<EmitId>,
+        after: Option<crate::socketio::recovery::Offset>,
     },
     /// Step 3 (a request): the client switched to the websocket at `to`.
     /// Once the session's connects are decided, the owner answers
@@ -832,7 +832,7 @@ mod tests {
             },
             Command::Recovered {
                 pid: crate::id::Pid::from_parts(id.gateway(), [3; 16]),
-                after: Some(EmitId(9))
+                after: Some(EmitId(9).offset())
             },
             CommandReply::Missed(Missed {
                 emits: vec![MissedEmit {
