@@ -48,6 +48,9 @@ pub(crate) async fn announce(node: Weak<Node>, address: String) {
     }
 }
 
+/// The least heartbeat interval assumed of gateways not heard yet.
+const SWEEP_FLOOR: Duration = Duration::from_secs(5);
+
 /// Watches the gateways' heartbeats: the records of one that died (and,
 /// once, of those gone before this gateway started) are reaped.
 pub(crate) async fn watch(node: Weak<Node>, mut heartbeats: sio_bus::Subscription) {
@@ -76,9 +79,10 @@ pub(crate) async fn watch(node: Weak<Node>, mut heartbeats: sio_bus::Subscriptio
         for gateway in &dead {
             heard.remove(gateway);
         }
-        // Three of its own intervals after it started, this gateway has
-        // heard every live one: records of any other are a dead one's.
-        let sweep = !swept && started.elapsed() >= own * 3;
+        // Three intervals after it started (its own, and at least the
+        // default's, in case others announce less often), this gateway
+        // has heard every live one: records of any other are a dead one's.
+        let sweep = !swept && started.elapsed() >= own.max(SWEEP_FLOOR) * 3;
         if dead.is_empty() && !sweep {
             continue;
         }
