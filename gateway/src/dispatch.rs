@@ -181,14 +181,14 @@ async fn establish(
         socket.ns.clone(),
         Kind::Connect(Some(reply.to_string().into())),
     );
-    let frames = socket::frames(&reply);
-    node.send(
-        &socket.session,
-        frames
-            .into_iter()
-            .chain(missed.frames)
-            .chain(socket.release(&missed.emits)),
-    );
+    let mut first = socket::frames(&reply);
+    first.extend(missed.frames);
+    match socket.go_live(first, &missed.emits) {
+        Ok(()) => {
+            node.metrics.packets_out.inc();
+        }
+        Err(_) => node.close(&socket.session, Fault::SlowConsumer),
+    }
     // While the bus is away the subscriptions wait for it, not the client.
     if node.bus_ready(tokio::time::Instant::now()).await {
         ready.await;

@@ -424,10 +424,30 @@ impl Socket {
     /// for the emits its previous gateway `delivered`.
     pub(crate) fn release(&self, delivered: &HashSet<EmitId>) -> Vec<Frame> {
         let held = self.inner().pending.take().unwrap_or_default();
+        Self::unheld(held, delivered).collect()
+    }
+
+    fn unheld(
+        held: Vec<(Option<EmitId>, Frame)>,
+        delivered: &HashSet<EmitId>,
+    ) -> impl Iterator<Item = Frame> + '_ {
         held.into_iter()
             .filter(|(emit, _)| !emit.is_some_and(|id| delivered.contains(&id)))
             .map(|(_, frame)| frame)
-            .collect()
+    }
+
+    /// [`Socket::release`], queued to its client behind `first` (its
+    /// CONNECT reply, what it missed) under the lock deliveries take: no
+    /// packet reaches the client before them.
+    pub(crate) fn go_live(
+        &self,
+        first: Vec<Frame>,
+        delivered: &HashSet<EmitId>,
+    ) -> Result<(), crate::outbox::Full> {
+        let mut inner = self.inner();
+        let held = inner.pending.take().unwrap_or_default();
+        self.session
+            .send(first.into_iter().chain(Self::unheld(held, delivered)))
     }
 
     /// The socket is being handed over: emits are noted from now on.
