@@ -131,3 +131,89 @@ impl Parked {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recovery::{Bounds, Log};
+
+    type Test = Result<(), Box<dyn std::error::Error>>;
+
+    const GATEWAY: GatewayId = GatewayId::from_bytes([1; 8]);
+
+    fn pid(n: u8) -> Pid {
+        Pid::from_parts(GATEWAY, [n; 16])
+    }
+
+    /// A socket of namespace "/" known by `pid`.
+    fn socket(pid: Pid) -> Result<Arc<Socket>, Box<dyn std::error::Error>> {
+        let bounds = Bounds {
+            packets: 8,
+            bytes: 1 << 10,
+        };
+        let socket = crate::socket::tests::socket(false)?;
+        Ok(Arc::new(socket.recoverable(pid, Log::new(bounds, true))))
+    }
+
+    #[test]
+    fn a_pid_is_taken_once_within_its_window() -> Test {
+        let mut parked = Parked::default();
+        parked.park(pid(1), socket(pid(1))?, 100);
+        parked.park(pid(2), socket(pid(2))?, 200);
+        assert!(
+            parked.take(&pid(1), "/other", 50).is_none(),
+            "another namespace's"
+        );
+        assert!(matches!(parked.take(&pid(1), "/", 50), Some(Ok(_))));
+        assert!(parked.take(&pid(1), "/", 50).is_none(), "once");
+        assert!(
+            matches!(parked.take(&pid(2), "/", 200), Some(Err(_))),
+            "its window ended"
+        );
+        assert_eq!(parked.len(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn windows_end_in_order_and_claimed_sockets_wait_apart() -> Test {
+        let mut parked = Parked::default();
+        for (n, until) in [(1, 100), (2, 200), (3, 300)] {
+            parked.park(pid(n), socket(pid(n))?, until);
+        }
+        // Another gateway is recovering 2.
+        let Some(Ok(two)) = parked.take(&pid(2), "/", 150) else {
+            panic!("2 is parked");
+        };
+        parked.claim(pid(2), two, GatewayId::from_bytes([2; 8]));
+        let (gone, next) = parked.expired(250);
+        assert_eq!(gone.len(), 1, "1 only: 2 is claimed");
+        assert_eq!(next, Some(300));
+        assert!(parked.holds(&pid(2)) && parked.holds(&pid(3)) && !parked.holds(&pid(1)));
+        assert_eq!(parked.len(), 2);
+        let claimed = parked.unclaim(&pid(2)).map(|(_, by)| by);
+        assert_eq!(claimed, Some(GatewayId::from_bytes([2; 8])));
+        assert!(!parked.holds(&pid(2)));
+        // Parked again after it came back once: the old window's entry is
+        // not the new one's.
+        parked.park(pid(3), socket(pid(3))?, 400);
+        assert!(parked.expired(350).0.is_empty());
+        assert_eq!(parked.drain().len(), 1);
+        assert_eq!(parked.len(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn where_a_pid_went_is_known_until_it_is_back() -> Test {
+        let mut parked = Parked::default();
+        let there = GatewayId::from_bytes([3; 8]);
+        parked.moved(pid(1), there);
+        assert_eq!(parked.moved_to(&pid(1)), Some(there));
+        parked.unmove(&pid(1));
+        assert_eq!(parked.moved_to(&pid(1)), None);
+        let one = socket(pid(1))?;
+        parked.park(pid(1), one.clone(), 10);
+        assert!(parked.remove(&one), "a worker's disconnect takes it out");
+        assert!(!parked.remove(&one));
+        Ok(())
+    }
+}
