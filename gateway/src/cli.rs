@@ -188,7 +188,7 @@ options! {
     event_timeout: u64 => "Milliseconds an event waits for the bus to come back before its client gets an error ack [default: 10000]",
     event_queue: usize => "Most events of one socket waiting their turn; past it, error acks [default: 1024]",
     event_queue_bytes: usize => "Most bytes of one socket's waiting events [default: 1048576]",
-    max_connections: usize => "Most concurrent client sessions; past it, 503 [default: 100000]",
+    max_connections: usize => "Most concurrent client sessions (and, with recovery, sockets waiting for their clients); past it, 503 [default: 100000]",
     max_tcp_connections: usize => "Most open TCP connections; past it, closed at once [default: 120000]",
     max_connections_per_address: usize => "Most connections one client address holds (sessions behind --trust-proxy); 0 for none [default: 0]",
     connections_per_second_per_address: u32 => "Most new connections per second from one client address (sessions behind --trust-proxy); 0 for none [default: 0]",

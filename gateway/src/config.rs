@@ -132,7 +132,9 @@ pub struct Config {
     /// Most bytes of those waiting events.
     pub event_queue_bytes: usize,
 
-    /// Most concurrent client sessions (a new one past it gets 503).
+    /// Most concurrent client sessions (a new one past it gets 503); with
+    /// connection state recovery, also the most sockets waiting for their
+    /// clients (one more leaves at once, counted).
     pub max_connections: usize,
     /// Most open TCP connections (a polling client may hold two); one more
     /// is closed at once.

@@ -215,9 +215,18 @@ pub(crate) fn packet_frames(node: &Node, packet: &EncodedPacket) -> Option<Vec<F
 /// for).
 pub(crate) const CATCH_UP: Duration = Duration::from_secs(2);
 
-/// Waits until this gateway's subscriptions have delivered what the bus
-/// routed to it before now, on every subject the sockets hear.
-pub(crate) async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
+/// Waits (at most [`CATCH_UP`]) until this gateway's subscriptions have
+/// delivered what the bus routed to it before now, on every subject the
+/// sockets hear; false (logged) if it gave up.
+pub(crate) async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) -> bool {
+    let caught = tokio::time::timeout(CATCH_UP, markers(node, sockets)).await;
+    if caught.is_err() {
+        tracing::warn!("gave up waiting for this gateway's subscriptions to catch up");
+    }
+    caught.is_ok()
+}
+
+async fn markers(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
     let mut subjects = BTreeSet::new();
     for socket in sockets {
         subjects.insert((socket.ns.clone(), node.subjects.namespace(&socket.ns)));
@@ -235,7 +244,7 @@ pub(crate) async fn catch_up(node: &Arc<Node>, sockets: &[Arc<Socket>]) {
         ids.push(id);
         node.publish_now(subject, marker).await;
     }
-    // Forgotten however this ends (the caller bounds it in time).
+    // Forgotten however this ends (bounded in time).
     let _forget = Forget(node, ids);
     for wait in waits {
         let _ = wait.await;

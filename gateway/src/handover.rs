@@ -159,7 +159,7 @@ pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
         return CommandReply::UnknownSocket;
     };
     let sockets = client.sockets();
-    let _ = tokio::time::timeout(CATCH_UP, delivery::catch_up(&node, &sockets)).await;
+    delivery::catch_up(&node, &sockets).await;
     let session = &client.session;
     // Closed meanwhile (the workers heard its disconnect), or more queued
     // than one reply carries: the session stays, and the new gateway

@@ -338,7 +338,16 @@ impl Node {
     /// may recover it (see [`crate::recover`]); false if it leaves now.
     pub(crate) fn park(&self, socket: &Arc<Socket>, reason: DisconnectReason) -> bool {
         let Some(pid) = socket.pid else { return false };
-        if !crate::recovery::recoverable(reason) || socket.is_gone() || !socket.park(reason) {
+        if !crate::recovery::recoverable(reason) || socket.is_gone() {
+            return false;
+        }
+        // As many wait as may be connected: clients that connect and drop
+        // in a loop do not pile sockets up.
+        if lock(&self.parked).len() >= self.config.max_connections {
+            self.metrics.drop("recovery_full");
+            return false;
+        }
+        if !socket.park(reason) {
             return false;
         }
         if self.durable.get().is_some_and(|d| !d.parked(self.id, pid)) {

@@ -153,7 +153,11 @@ async fn fetch(
 ) -> Option<(Arc<Socket>, Catch)> {
     let (pid, ns, to) = (recovery.pid, fresh.ns.clone(), node.id);
     let asked = request(node, owner, &Command::Recover { pid, ns, to }).await;
-    let Some(CommandReply::Recovering(mut moving)) = asked else {
+    let Some(CommandReply::Recovering {
+        socket: mut moving,
+        keeper: owner,
+    }) = asked
+    else {
         outcome(node, "unknown");
         return None;
     };
@@ -190,11 +194,7 @@ async fn fetch(
     // What the owner kept was emitted before it let go, so before this
     // gateway's markers: held here by the time they come back, and dropped
     // as the client's (none arrives after).
-    let _ = tokio::time::timeout(
-        delivery::CATCH_UP,
-        delivery::catch_up(node, std::slice::from_ref(&socket)),
-    )
-    .await;
+    delivery::catch_up(node, std::slice::from_ref(&socket)).await;
     moving.busy = missed.busy;
     socket.arrive(&moving);
     // It lives here again, if it had gone elsewhere from here.
@@ -289,7 +289,10 @@ pub(crate) fn give(node: &Arc<Node>, pid: Pid, ns: &str, to: GatewayId) -> Comma
             leave(&node, &socket);
         }
     });
-    CommandReply::Recovering(moving)
+    CommandReply::Recovering {
+        socket: moving,
+        keeper: node.id,
+    }
 }
 
 /// The owner's side, step 2: what the client missed after `after`, and
@@ -306,11 +309,7 @@ pub(crate) async fn let_go(node: Arc<Node>, pid: Pid, after: Option<Offset>) -> 
     // Whatever was emitted before `to` took the socket's subscriptions
     // reaches this gateway before its markers do (as in a hand-over): in
     // the log by then. Emits after it reach `to` itself.
-    let _ = tokio::time::timeout(
-        delivery::CATCH_UP,
-        delivery::catch_up(node, std::slice::from_ref(&socket)),
-    )
-    .await;
+    delivery::catch_up(node, std::slice::from_ref(&socket)).await;
     // Moved: from now on emits reach it at `to` only, and what comes here
     // for it (direct emits, acks) goes there.
     socket.moved(to);

@@ -30,7 +30,7 @@ fn random<const N: usize>() -> Result<[u8; N], NoRandomness> {
     Ok(bytes)
 }
 
-fn decode<const N: usize>(s: &str) -> Result<[u8; N], InvalidId> {
+pub(crate) fn decode<const N: usize>(s: &str) -> Result<[u8; N], InvalidId> {
     let mut out = [0; N];
     // Exact length first: base64 of N bytes without padding.
     if s.len() != (N * 4).div_ceil(3) {

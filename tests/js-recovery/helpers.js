@@ -4,6 +4,7 @@
 "use strict";
 
 const { after } = require("node:test");
+const assert = require("node:assert/strict");
 const { io } = require("socket.io-client");
 
 const TIMEOUT = 10000;
@@ -70,7 +71,6 @@ async function drop(socket) {
 // What the workers see of a socket that was recovered (the suites'
 // clients join "r1", remember {n: 7} and send the auth {token: "t"}).
 async function assertRestored(socket, id) {
-  const assert = require("node:assert/strict");
   const me = await call(socket, "whoami");
   assert.equal(me.recovered, true);
   assert.equal(me.id, id);

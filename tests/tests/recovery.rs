@@ -35,6 +35,10 @@ use sio_worker::{Operators, Socket, Worker};
 
 on_both_buses!(stock_client_recovers, stock_client_recovers_elsewhere);
 
+/// The rolling restart runs alone (its three gateway processes, 20 clients
+/// and timers want the machine's two cores); the others side by side.
+static SOLO: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// What the workers saw of each socket id.
 #[derive(Debug, Default)]
 struct Seen {
@@ -174,6 +178,7 @@ fn recovering() -> sio_gateway::Config {
 }
 
 async fn stock_client_recovers(kind: BusKind) {
+    let _turn = SOLO.read().await;
     let bus = kind.start().await;
     let mut config = recovering();
     config.max_disconnection_duration = 10_000;
@@ -209,6 +214,7 @@ async fn stock_client_recovers(kind: BusKind) {
 /// Two gateways behind a round-robin proxy: the client's every connection
 /// lands on the other one.
 async fn stock_client_recovers_elsewhere(kind: BusKind) {
+    let _turn = SOLO.read().await;
     let bus = kind.start().await;
     let config = recovering();
     let first = TestGateway::start(config.clone(), bus.bus.clone()).await;
@@ -238,6 +244,7 @@ async fn stock_client_recovers_elsewhere(kind: BusKind) {
 /// JetStream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_gateways_sockets_are_disconnected_once() {
+    let _turn = SOLO.read().await;
     let nats = NatsServer::start().unwrap();
     let addr = free_addr();
     let mut args = gateway_args(&nats.url(), addr);
@@ -295,6 +302,7 @@ async fn a_killed_gateways_sockets_are_disconnected_once() {
 /// for recovery over NATS does not start, and says why.
 #[tokio::test]
 async fn recovery_without_jetstream_is_a_clear_start_up_error() {
+    let _turn = SOLO.read().await;
     let nats = NatsServer::start_without_jetstream().unwrap();
     let mut config = test_config();
     config.connection_state_recovery = true;
@@ -313,6 +321,7 @@ async fn recovery_without_jetstream_is_a_clear_start_up_error() {
 /// handler is not called again (`tests/js-recovery/rolling.test.js`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_loses_nothing() {
+    let _alone = SOLO.write().await;
     const CLIENTS: u32 = 20;
     const COUNT: u32 = 1000;
     let nats = NatsServer::start().unwrap();
@@ -325,7 +334,7 @@ async fn a_rolling_restart_loses_nothing() {
                 "--heartbeat-interval",
                 "200",
                 "--drain-timeout",
-                "5000",
+                "10000",
             ]
             .map(str::to_owned),
         );
@@ -378,5 +387,53 @@ async fn a_rolling_restart_loses_nothing() {
     }
     emitter.await.unwrap();
     suite.await.unwrap();
+    running.shutdown().await;
+}
+
+/// Parked sockets are bounded: at most `--max-connections` wait at once;
+/// one more leaves at once, its workers told, counted.
+#[tokio::test]
+async fn parked_sockets_are_bounded() {
+    let _turn = SOLO.read().await;
+    let bus = BusKind::Memory.start().await;
+    let mut config = recovering();
+    config.max_connections = 2;
+    let gateway = TestGateway::start(config, bus.bus.clone()).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let running = worker(seen.clone()).start(bus.bus.clone()).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        // Connects, then loses its connection: parked if there is room.
+        let (ws, id) = Ws::joined(gateway.addr, "/").await;
+        drop(ws);
+        ids.push(id);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while metrics(gateway.addr).await.get("sio_gateway_sessions") != Some(0) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the session never closed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let m = metrics(gateway.addr).await;
+    assert_eq!(m.get("sio_gateway_recoverable_sockets"), Some(2), "{}", m.0);
+    assert_eq!(
+        m.get("sio_gateway_drops_total{reason=\"recovery_full\"}"),
+        Some(1)
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.lock().unwrap().left.contains_key(&ids[2]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the third never left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.left.len(), 1, "the two parked ones wait");
+        assert_eq!(seen.disconnects[&ids[2]], "transport close");
+    }
     running.shutdown().await;
 }

@@ -505,8 +505,13 @@ pub enum CommandReply {
     Probing,
     Moving(Moving),
     Released(Released),
-    /// A parked socket another gateway may recover ([`Command::Recover`]).
-    Recovering(MovingSocket),
+    /// A parked socket another gateway may recover ([`Command::Recover`]),
+    /// and the gateway that keeps it (the request may have been forwarded
+    /// there): step 2 goes to it.
+    Recovering {
+        socket: MovingSocket,
+        keeper: GatewayId,
+    },
     /// What its client missed ([`Command::Recovered`]).
     Missed(Missed),
 }
@@ -833,6 +838,16 @@ mod tests {
             Command::Recovered {
                 pid: crate::id::Pid::from_parts(id.gateway(), [3; 16]),
                 after: Some(EmitId(9).offset())
+            },
+            CommandReply::Recovering {
+                socket: MovingSocket {
+                    id,
+                    ns: "/".into(),
+                    state: SocketState::default(),
+                    next_ack: 0,
+                    busy: false
+                },
+                keeper: id.gateway()
             },
             CommandReply::Missed(Missed {
                 emits: vec![MissedEmit {

@@ -30,11 +30,7 @@ impl FromStr for Offset {
 
     /// 11 characters of unpadded base64url.
     fn from_str(s: &str) -> Result<Self, InvalidId> {
-        let mut out = [0; 8];
-        match (s.len(), B64.decode_slice(s, &mut out)) {
-            (11, Ok(8)) => Ok(Self(out)),
-            _ => Err(InvalidId),
-        }
+        crate::id::decode(s).map(Self)
     }
 }
 
