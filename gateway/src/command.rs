@@ -82,8 +82,9 @@ enum Applied {
     /// The same, resolved before the next command is applied (a hand-over's
     /// release: no command for the sockets it moves runs beside it).
     Inline(BoxFuture<'static, CommandReply>),
-    /// It was for a socket handed over to another gateway: that one got
-    /// the command as it came, and answers it.
+    /// Answered elsewhere: by the gateway the command went on to as it
+    /// came (for a socket handed over or recovered there), or by a task of
+    /// its own (a recovery's step 2).
     Forwarded,
 }
 
@@ -151,7 +152,10 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
                 forward(node, there, message);
                 return Applied::Forwarded;
             }
-            return Applied::Inline(Box::pin(recover::let_go(node.clone(), pid, after)));
+            if let Some(reply) = message.reply.clone() {
+                tokio::spawn(recover::let_go(node.clone(), pid, after, reply));
+            }
+            return Applied::Forwarded;
         }
     };
     let Some(socket) = node.registry.socket(&id) else {

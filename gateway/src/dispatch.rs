@@ -44,20 +44,29 @@ async fn run(node: &Arc<Node>, client: &Arc<Client>, action: Action) {
         Action::Connect {
             socket,
             authorize,
-            recovery,
+            recovery: None,
+        } => connect(node, client, socket, authorize, Catch::default()).await,
+        Action::Connect {
+            socket,
+            authorize,
+            recovery: Some(recovery),
         } => {
-            let restored = match recovery {
-                Some(r) => recover::restore(node, client, &socket, r).await,
-                None => None,
-            };
-            match restored {
-                Some((socket, missed)) if node.config.skip_middlewares => {
-                    client.decided(&socket.ns);
-                    establish(node, client, socket, None, Vec::new(), missed).await;
+            // It may wait on other gateways: off the transport's loop, which
+            // meanwhile answers pings and writes (the namespace is pending).
+            let (node, client) = (node.clone(), client.clone());
+            tokio::spawn(async move {
+                let restored = recover::restore(&node, &client, &socket, recovery).await;
+                match restored {
+                    Some((socket, missed)) if node.config.skip_middlewares => {
+                        client.decided(&socket.ns);
+                        establish(&node, &client, socket, None, Vec::new(), missed).await;
+                    }
+                    Some((socket, missed)) => {
+                        connect(&node, &client, socket, authorize, missed).await;
+                    }
+                    None => connect(&node, &client, socket, authorize, Catch::default()).await,
                 }
-                Some((socket, missed)) => connect(node, client, socket, authorize, missed).await,
-                None => connect(node, client, socket, authorize, Catch::default()).await,
-            }
+            });
         }
         Action::Leave(socket, reason) => node.remove_socket(client, &socket, reason),
         Action::Event { socket, event } => event::submit(node, client, socket, event),

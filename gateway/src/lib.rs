@@ -189,6 +189,8 @@ impl Gateway {
         if let Some(durable) = node.durable.get() {
             durable.flush().await;
         }
+        // What was published last (replies, disconnects) leaves with it.
+        let _ = tokio::time::timeout(delivery::CATCH_UP, node.bus.flush()).await;
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains.

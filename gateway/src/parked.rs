@@ -23,6 +23,9 @@ pub(crate) struct Parked {
     /// [`MOVED`]): their clients may come back here with the same pid.
     moved: HashMap<Pid, GatewayId>,
     moved_order: VecDeque<Pid>,
+    /// Recoveries under way here, either side ([`crate::recover::Busy`]):
+    /// a drain waits for them as for the sockets.
+    pub(crate) under_way: usize,
 }
 
 /// Pids of sockets recovered elsewhere, remembered.
@@ -88,6 +91,11 @@ impl Parked {
 
     pub(crate) fn len(&self) -> usize {
         self.sockets.len() + self.claimed.len()
+    }
+
+    /// What a drain waits for: the sockets, and the recoveries under way.
+    pub(crate) fn waiting(&self) -> usize {
+        self.len() + self.under_way
     }
 
     /// [`Parked::len`] for the gauge.

@@ -44,6 +44,24 @@ pub(crate) struct Catch {
     pub(crate) emits: HashSet<EmitId>,
 }
 
+/// A recovery step under way on this gateway, counted while it lives: a
+/// draining gateway stays until the steps it is in have answered.
+pub(crate) struct Busy(Arc<Node>);
+
+impl Busy {
+    pub(crate) fn new(node: &Arc<Node>) -> Self {
+        parked(node).under_way += 1;
+        Self(node.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut parked = parked(&self.0);
+        parked.under_way = parked.under_way.saturating_sub(1);
+    }
+}
+
 fn parked(node: &Node) -> MutexGuard<'_, Parked> {
     lock(&node.parked)
 }
@@ -62,6 +80,7 @@ pub(crate) async fn restore(
     fresh: &Socket,
     recovery: Recovery,
 ) -> Option<(Arc<Socket>, Catch)> {
+    let _busy = Busy::new(node);
     let (taken, moved) = {
         let mut parked = parked(node);
         let taken = parked.take(&recovery.pid, &fresh.ns, node.now());
@@ -152,6 +171,7 @@ async fn fetch(
     owner: GatewayId,
 ) -> Option<(Arc<Socket>, Catch)> {
     let (pid, ns, to) = (recovery.pid, fresh.ns.clone(), node.id);
+    tracing::debug!(%pid, %owner, "recover: step 1");
     let asked = request(node, owner, &Command::Recover { pid, ns, to }).await;
     let Some(CommandReply::Recovering {
         socket: mut moving,
@@ -183,12 +203,15 @@ async fn fetch(
     node.registry.add_socket(socket.clone());
     delivery::join(node, &socket, &moving.state.rooms).await;
     let after = recovery.offset;
+    tracing::debug!(%pid, %owner, "recover: step 2");
     let given = request(node, owner, &Command::Recovered { pid, after }).await;
+    tracing::debug!(%pid, %owner, ok = matches!(given, Some(CommandReply::Missed(_))), "recover: step 2 answered");
     let Some(CommandReply::Missed(missed)) = given else {
         outcome(node, "behind");
         socket.leave();
         node.registry.remove_socket(&socket.id);
         node.registry.unindex(&socket);
+        node.unrecord(&socket.id);
         return None;
     };
     // What the owner kept was emitted before it let go, so before this
@@ -289,22 +312,35 @@ pub(crate) fn give(node: &Arc<Node>, pid: Pid, ns: &str, to: GatewayId) -> Comma
             leave(&node, &socket);
         }
     });
+    tracing::debug!(%pid, %to, "recover: given");
     CommandReply::Recovering {
         socket: moving,
         keeper: node.id,
     }
 }
 
-/// The owner's side, step 2: what the client missed after `after`, and
-/// the socket lives on where step 1 said (commands for it are forwarded
-/// there). Run in the `P.gw` loop: no command for the socket runs beside
-/// it.
-pub(crate) async fn let_go(node: Arc<Node>, pid: Pid, after: Option<Offset>) -> CommandReply {
-    let node = &node;
+/// The owner's side, step 2, answered to `reply`: what the client missed
+/// after `after`, and the socket lives on where step 1 said (commands for
+/// it are forwarded there). Runs beside the `P.gw` loop (a drain answers
+/// many at once): what the loop applies to the socket meanwhile is in
+/// what it gives. Counted until its answer is out.
+pub(crate) async fn let_go(node: Arc<Node>, pid: Pid, after: Option<Offset>, reply: String) {
+    let busy = Busy::new(&node);
+    let answer = give_missed(&node, pid, after).await;
+    if let Ok(bytes) = envelope::encode(&answer) {
+        node.publish(reply, bytes.into()).await;
+        let _ = tokio::time::timeout(delivery::CATCH_UP, node.bus.flush()).await;
+    }
+    drop(busy);
+}
+
+async fn give_missed(node: &Arc<Node>, pid: Pid, after: Option<Offset>) -> CommandReply {
     let claimed = parked(node).unclaim(&pid);
     let Some((socket, to)) = claimed else {
+        tracing::debug!(%pid, "recover: step 2 for no claim");
         return CommandReply::UnknownSocket;
     };
+    tracing::debug!(%pid, "recover: letting go");
     node.metrics.recoverable.set(parked(node).gauge());
     // Whatever was emitted before `to` took the socket's subscriptions
     // reaches this gateway before its markers do (as in a hand-over): in
@@ -347,9 +383,10 @@ fn leave(node: &Arc<Node>, socket: &Arc<Socket>) {
     node.forget_socket(socket, reason);
 }
 
-/// How many sockets wait for their clients here.
+/// How many sockets wait for their clients here, or recoveries under
+/// way.
 pub(crate) fn parked_count(node: &Node) -> usize {
-    parked(node).len()
+    parked(node).waiting()
 }
 
 /// The gateway is going away: every parked socket leaves now, its
