@@ -18,6 +18,7 @@
 mod kv;
 mod memory;
 mod nats;
+mod stream;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use kv::{Kv, KvConfig, KvEntry};
 pub use memory::MemoryBus;
 pub use nats::{NatsBus, NatsOptions};
 pub use sio_protocol::{envelope, subject};
+pub use stream::{Replay, Stream, StreamConfig};
 
 /// A message as a subscriber receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +100,7 @@ pub enum Operation {
     Request,
     Flush,
     KeyValue,
+    Stream,
 }
 
 impl std::fmt::Display for Operation {
@@ -109,6 +112,7 @@ impl std::fmt::Display for Operation {
             Self::Request => "request",
             Self::Flush => "flush",
             Self::KeyValue => "key-value",
+            Self::Stream => "stream",
         })
     }
 }
@@ -198,6 +202,16 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// Opens (creating it if missing) a key-value bucket on the bus's
     /// durable layer: JetStream on NATS; the in-process bus has none.
     fn key_value(&self, config: KvConfig) -> BoxFuture<'_, Result<std::sync::Arc<dyn Kv>, Error>> {
+        let _ = config;
+        Box::pin(async { Err(Error::NotDurable) })
+    }
+
+    /// Opens (creating it if missing) a stream on the bus's durable layer:
+    /// JetStream on NATS; the in-process bus has none.
+    fn stream(
+        &self,
+        config: StreamConfig,
+    ) -> BoxFuture<'_, Result<std::sync::Arc<dyn Stream>, Error>> {
         let _ = config;
         Box::pin(async { Err(Error::NotDurable) })
     }

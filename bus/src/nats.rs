@@ -11,7 +11,9 @@ use futures_util::future::BoxFuture;
 
 use std::sync::Arc;
 
-use crate::{Bus, Error, Kv, KvConfig, KvEntry, Operation, State, Subscription};
+use crate::{
+    Bus, Error, Kv, KvConfig, KvEntry, Operation, Replay, State, Stream, StreamConfig, Subscription,
+};
 
 /// The pause before each reconnect attempt grows by this much…
 const RECONNECT_STEP: Duration = Duration::from_millis(250);
@@ -131,6 +133,10 @@ where
 impl Bus for NatsBus {
     fn key_value(&self, config: KvConfig) -> BoxFuture<'_, Result<Arc<dyn Kv>, Error>> {
         Box::pin(self.open_kv(config))
+    }
+
+    fn stream(&self, config: StreamConfig) -> BoxFuture<'_, Result<Arc<dyn Stream>, Error>> {
+        Box::pin(self.open_stream(config))
     }
 
     fn publish(&self, subject: String, payload: Bytes) -> BoxFuture<'_, Result<(), Error>> {
@@ -355,6 +361,81 @@ impl Kv for NatsKv {
                 .into_iter()
                 .filter(|k| k.starts_with(&prefix))
                 .collect())
+        })
+    }
+}
+
+/// A JetStream stream.
+#[derive(Debug)]
+struct NatsStream(async_nats::jetstream::stream::Stream);
+
+impl NatsBus {
+    async fn open_stream(&self, config: StreamConfig) -> Result<Arc<dyn Stream>, Error> {
+        use async_nats::jetstream::stream;
+        let js = async_nats::jetstream::new(self.client.clone());
+        let made = js
+            .get_or_create_stream(stream::Config {
+                name: config.name,
+                subjects: config.subjects,
+                num_replicas: config.replicas,
+                max_age: config.max_age,
+                max_bytes: i64::try_from(config.max_bytes).unwrap_or(i64::MAX),
+                discard: stream::DiscardPolicy::Old,
+                storage: stream::StorageType::File,
+                // Core publishes (requests among them) are kept, never
+                // answered: the stream listens, nobody waits for it.
+                no_ack: true,
+                ..Default::default()
+            })
+            .await;
+        match made {
+            Ok(stream) => Ok(Arc::new(NatsStream(stream))),
+            Err(e) => Err(Error::NoJetStream(e.to_string())),
+        }
+    }
+}
+
+fn stream_error<E: std::fmt::Display>(e: E) -> Error {
+    Error::Nats {
+        operation: Operation::Stream,
+        source: e.to_string().into(),
+    }
+}
+
+impl Stream for NatsStream {
+    fn replay(
+        &self,
+        subjects: Vec<String>,
+        since: std::time::SystemTime,
+    ) -> BoxFuture<'_, Result<Replay, Error>> {
+        Box::pin(async move {
+            use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+            use futures_util::StreamExt as _;
+            let nanos = since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+            let start_time =
+                time::OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(stream_error)?;
+            let consumer = self
+                .0
+                .create_consumer(OrderedConfig {
+                    filter_subjects: subjects,
+                    deliver_policy: DeliverPolicy::ByStartTime { start_time },
+                    ..Default::default()
+                })
+                .await
+                .map_err(stream_error)?;
+            let messages = consumer.messages().await.map_err(stream_error)?;
+            let replay = messages.map(|m| {
+                m.map(|m| crate::Message {
+                    subject: m.subject.to_string(),
+                    reply: None,
+                    payload: m.payload.clone(),
+                    no_responders: false,
+                })
+                .map_err(stream_error)
+            });
+            Ok(replay.boxed())
         })
     }
 }

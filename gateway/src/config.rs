@@ -194,8 +194,12 @@ pub struct Config {
     /// (each packet counted once, however many sockets keep it); past it,
     /// a socket that misses one is no longer recoverable.
     pub recovery_memory: usize,
-    /// Copies of the sockets' records in a NATS cluster's JetStream.
+    /// Copies of the sockets' records and the emits in a NATS cluster's
+    /// JetStream.
     pub jetstream_replicas: usize,
+    /// Most bytes of emits JetStream keeps (stream `<prefix>_emits`) for
+    /// the recovery of a dead gateway's sockets.
+    pub jetstream_max_bytes: u64,
 
     /// Milliseconds between presence heartbeats on `P.hb`.
     pub heartbeat_interval: u64,
@@ -280,6 +284,7 @@ impl Default for Config {
             recovery_bytes: 1 << 20,
             recovery_memory: 64 << 20,
             jetstream_replicas: 1,
+            jetstream_max_bytes: 1 << 30,
             heartbeat_interval: 5_000,
             drain_timeout: 10_000,
             log_format: LogFormat::Text,

@@ -116,14 +116,14 @@ pub(crate) enum Framed {
 }
 
 impl Framed {
-    fn frames(&self) -> &[Frame] {
+    pub(crate) fn frames(&self) -> &[Frame] {
         match self {
             Self::Plain(frames) | Self::Over(frames) => frames,
             Self::Kept(entry) => entry.frames(),
         }
     }
 
-    fn keep(&self) -> Keep<'_> {
+    pub(crate) fn keep(&self) -> Keep<'_> {
         match self {
             Self::Plain(_) => Keep::Not,
             Self::Kept(entry) => Keep::Entry(entry),

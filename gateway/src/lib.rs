@@ -29,6 +29,7 @@ mod event;
 mod fault;
 mod handover;
 mod heartbeat;
+mod history;
 mod http;
 pub mod logging;
 mod metrics;

@@ -380,7 +380,7 @@ impl Node {
         if !socket.leave() {
             return;
         }
-        self.unrecord(&socket.id);
+        self.unrecord(socket);
         self.registry.remove_socket(&socket.id);
         socket.forget_acks();
         if socket.parked().is_none() {
@@ -447,8 +447,8 @@ impl Node {
     }
 
     /// Removes the record of a socket that left (or lives elsewhere now).
-    pub(crate) fn unrecord(&self, id: &sio_protocol::id::SocketId) {
-        let kept = self.durable.get().is_none_or(|d| d.forget(self.id, id));
+    pub(crate) fn unrecord(&self, socket: &Socket) {
+        let kept = self.durable.get().is_none_or(|d| d.forget(self.id, socket));
         if !kept {
             self.metrics.drop("record_overflow");
         }
@@ -484,7 +484,7 @@ impl Node {
                 continue;
             }
             self.registry.moved(&socket, to);
-            self.unrecord(&socket.id);
+            self.unrecord(&socket);
             self.registry.remove_socket(&socket.id);
             self.registry.unindex(&socket);
             self.metrics

@@ -1,10 +1,12 @@
 //! `P.hb`: this gateway's presence, announced periodically, with the bus
 //! connection's state tracked on the way; and the others' heard, to learn
-//! which died. With connection state recovery over NATS, every survivor
-//! goes through a dead gateway's records ([`crate::records`]), and for
-//! each the one that claims it first (a write that expects the record's
-//! revision) publishes its disconnect: the workers hear once that each of
-//! the dead gateway's sockets left.
+//! which died. With connection state recovery over NATS, once the
+//! recovery window after its death ends (its clients may be recovered
+//! elsewhere meanwhile, each claiming its record), every survivor goes
+//! through a dead gateway's records ([`crate::records`]), and for each the
+//! one that claims it first (a write that expects the record's revision)
+//! publishes its disconnect: the workers hear once that each of the dead
+//! gateway's sockets left.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -88,7 +90,16 @@ pub(crate) async fn watch(node: Weak<Node>, mut heartbeats: sio_bus::Subscriptio
         }
         swept = true;
         let live: Vec<GatewayId> = heard.keys().copied().chain([n.id]).collect();
-        tokio::spawn(reap(n, dead, sweep.then_some(live)));
+        // Its clients may come back elsewhere within the window, recovered
+        // from these records: the rest leave once it ends.
+        let window = ms(n.config.max_disconnection_duration);
+        let weak = node.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            if let Some(n) = weak.upgrade() {
+                reap(n, dead, sweep.then_some(live)).await;
+            }
+        });
     }
 }
 

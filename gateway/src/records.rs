@@ -1,10 +1,12 @@
 //! This gateway's sockets as the workers know them, kept in JetStream KV
 //! while connection state recovery is on over NATS: bucket
-//! `<prefix>_sockets`, key `<gateway>.<socket>`, value the socket's
-//! `P.disc` envelope (reason transport close), written as the socket
-//! changes (connect, rooms, data) and removed when it leaves. When a
-//! gateway dies, the survivors disconnect its sockets at the workers from
-//! these records, each once ([`crate::presence`]).
+//! `<prefix>_sockets`, key `<gateway>.<pid>`, value the socket's `P.disc`
+//! envelope (reason transport close), written as the socket changes
+//! (connect, rooms, data) and removed when it leaves. When a gateway dies,
+//! its clients come back elsewhere with their pids and are recovered from
+//! these records and the stream of emits ([`crate::history`]); the
+//! survivors disconnect the rest at the workers once the recovery window
+//! ends, each once ([`crate::presence`]).
 //!
 //! A second bucket, `<prefix>_parked`, says which gateway keeps a parked
 //! socket, by pid (each value lives the recovery window and a minute):
@@ -17,9 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sio_bus::{Bus, Kv, KvConfig};
+use sio_bus::{Bus, Kv, KvConfig, Stream, StreamConfig};
 use sio_protocol::envelope::DisconnectReason;
-use sio_protocol::id::{GatewayId, Pid, SocketId};
+use sio_protocol::id::{GatewayId, Pid};
+use sio_protocol::subject::Subjects;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ms};
@@ -51,6 +54,8 @@ impl std::fmt::Debug for Write {
 pub(crate) struct Durable {
     pub(crate) kv: Arc<dyn Kv>,
     parked: Arc<dyn Kv>,
+    /// Every emit, for the window (stream `<prefix>_emits`).
+    pub(crate) emits: Arc<dyn Stream>,
     lanes: Vec<mpsc::Sender<Write>>,
     hasher: RandomState,
 }
@@ -91,6 +96,20 @@ impl Durable {
         let Some(parked) = bucket(bus, parked).await? else {
             return Ok(None);
         };
+        let subjects = Subjects::new(&config.prefix).map_err(|e| NoJetStream(e.to_string()))?;
+        let emits = StreamConfig {
+            name: format!("{prefix}_emits"),
+            subjects: subjects.emits(),
+            replicas: config.jetstream_replicas,
+            max_age: ms(config.max_disconnection_duration) + Duration::from_secs(10),
+            max_bytes: config.jetstream_max_bytes,
+        };
+        let opened = tokio::time::timeout(Duration::from_secs(10), bus.stream(emits)).await;
+        let emits = match opened {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(NoJetStream(format!("failed: {error}"))),
+            Err(_) => return Err(NoJetStream("did not answer in 10 s".into())),
+        };
         let lanes = (0..LANES)
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<Write>(QUEUE);
@@ -120,6 +139,7 @@ impl Durable {
         Ok(Some(Self {
             kv,
             parked,
+            emits,
             lanes,
             hasher: RandomState::new(),
         }))
@@ -165,15 +185,21 @@ impl Durable {
     /// Writes the record of `socket` as it is now; false if it had to be
     /// dropped.
     pub(crate) fn keep(&self, gateway: GatewayId, socket: &Socket) -> bool {
+        let Some(key) = socket.pid.map(|pid| key(gateway, pid)) else {
+            return true;
+        };
         match socket.disconnect(DisconnectReason::TransportClose) {
-            Ok(record) => self.send(&self.kv, key(gateway, &socket.id), Some(record.into())),
+            Ok(record) => self.send(&self.kv, key, Some(record.into())),
             Err(_) => false,
         }
     }
 
-    /// Removes the record of socket `id`.
-    pub(crate) fn forget(&self, gateway: GatewayId, id: &SocketId) -> bool {
-        self.send(&self.kv, key(gateway, id), None)
+    /// Removes the record of `socket`.
+    pub(crate) fn forget(&self, gateway: GatewayId, socket: &Socket) -> bool {
+        match socket.pid {
+            Some(pid) => self.send(&self.kv, key(gateway, pid), None),
+            None => true,
+        }
     }
 }
 
@@ -189,6 +215,7 @@ async fn bucket(bus: &Arc<dyn Bus>, config: KvConfig) -> Result<Option<Arc<dyn K
     }
 }
 
-fn key(gateway: GatewayId, socket: &SocketId) -> String {
-    format!("{gateway}.{socket}")
+/// The key of the record of the socket `pid` names on `gateway`.
+pub(crate) fn key(gateway: GatewayId, pid: Pid) -> String {
+    format!("{gateway}.{pid}")
 }

@@ -16,24 +16,25 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use sio_protocol::envelope::{
-    self, Command, CommandReply, DisconnectReason, EmitId, Missed, MissedEmit, QueuedFrame,
+    self, Command, CommandReply, DisconnectReason, EmitId, Missed, MissedEmit, MovingSocket,
+    QueuedFrame,
 };
 use sio_protocol::id::{GatewayId, Pid};
 use sio_protocol::socketio::recovery::{Offset, Recovery};
 
 use crate::client::Client;
 use crate::config::ms;
-use crate::delivery;
 use crate::node::Node;
 use crate::outbox::Frame;
 use crate::parked::Parked;
 use crate::recovery::{Bounds, Keep, Log};
 use crate::socket::Socket;
+use crate::{delivery, history, records};
 
 /// What the client of a recovered socket gets after the CONNECT reply,
 /// before what was held for it: the packets it missed; held copies of the
@@ -99,7 +100,11 @@ pub(crate) async fn restore(
             let born = Some(recovery.pid.gateway());
             let owner = moved.or(noted).or(born).filter(|g| *g != node.id);
             if let Some(owner) = owner {
-                return fetch(node, client, fresh, recovery, owner).await;
+                return match fetch(node, client, fresh, recovery, owner).await {
+                    Fetched::Done(restored) => restored,
+                    // Its gateway is gone (a crash): from its record.
+                    Fetched::Gone => revive(node, client, fresh, recovery, owner).await,
+                };
             }
             outcome(node, "unknown");
             return None;
@@ -161,6 +166,13 @@ fn outcome(node: &Node, outcome: &'static str) {
     node.metrics.recoveries.get_or_create(&label).inc();
 }
 
+/// What asking another gateway for a socket came to.
+enum Fetched {
+    Done(Option<(Arc<Socket>, Catch)>),
+    /// Nobody listens for that gateway: it is gone.
+    Gone,
+}
+
 /// The new gateway's side: recovers a socket `owner` parked (see the
 /// module's doc).
 async fn fetch(
@@ -169,18 +181,32 @@ async fn fetch(
     fresh: &Socket,
     recovery: Recovery,
     owner: GatewayId,
-) -> Option<(Arc<Socket>, Catch)> {
+) -> Fetched {
     let (pid, ns, to) = (recovery.pid, fresh.ns.clone(), node.id);
     tracing::debug!(%pid, %owner, "recover: step 1");
     let asked = request(node, owner, &Command::Recover { pid, ns, to }).await;
-    let Some(CommandReply::Recovering {
-        socket: mut moving,
-        keeper: owner,
-    }) = asked
-    else {
-        outcome(node, "unknown");
-        return None;
+    let (mut moving, owner) = match asked {
+        Ok(CommandReply::Recovering { socket, keeper }) => (socket, keeper),
+        Err(Unanswered::Nobody) if node.durable.get().is_some() => {
+            return Fetched::Gone;
+        }
+        _ => {
+            outcome(node, "unknown");
+            return Fetched::Done(None);
+        }
     };
+    Fetched::Done(fetched(node, client, fresh, recovery, &mut moving, owner).await)
+}
+
+async fn fetched(
+    node: &Arc<Node>,
+    client: &Client,
+    fresh: &Socket,
+    recovery: Recovery,
+    moving: &mut MovingSocket,
+    owner: GatewayId,
+) -> Option<(Arc<Socket>, Catch)> {
+    let pid = recovery.pid;
     let log = Log::new(Bounds::of(&node.config), false);
     let socket = Socket::new(
         moving.id,
@@ -205,13 +231,13 @@ async fn fetch(
     let after = recovery.offset;
     tracing::debug!(%pid, %owner, "recover: step 2");
     let given = request(node, owner, &Command::Recovered { pid, after }).await;
-    tracing::debug!(%pid, %owner, ok = matches!(given, Some(CommandReply::Missed(_))), "recover: step 2 answered");
-    let Some(CommandReply::Missed(missed)) = given else {
+    tracing::debug!(%pid, %owner, ok = matches!(given, Ok(CommandReply::Missed(_))), "recover: step 2 answered");
+    let Ok(CommandReply::Missed(missed)) = given else {
         outcome(node, "behind");
         socket.leave();
         node.registry.remove_socket(&socket.id);
         node.registry.unindex(&socket);
-        node.unrecord(&socket.id);
+        node.unrecord(&socket);
         return None;
     };
     // What the owner kept was emitted before it let go, so before this
@@ -219,7 +245,7 @@ async fn fetch(
     // as the client's (none arrives after).
     delivery::catch_up(node, std::slice::from_ref(&socket)).await;
     moving.busy = missed.busy;
-    socket.arrive(&moving);
+    socket.arrive(moving);
     // It lives here again, if it had gone elsewhere from here.
     parked(node).unmove(&pid);
     node.registry.back(&socket.id);
@@ -258,13 +284,115 @@ fn queued(frame: &Frame) -> QueuedFrame {
     }
 }
 
+/// Why a request to another gateway got no reply.
+enum Unanswered {
+    /// Nobody listens for that gateway.
+    Nobody,
+    Failed,
+}
+
 /// A request to another gateway, bounded by `--connect-request-timeout`.
-async fn request(node: &Node, to: GatewayId, command: &Command) -> Option<CommandReply> {
-    let payload = envelope::encode(command).ok()?;
+async fn request(
+    node: &Node,
+    to: GatewayId,
+    command: &Command,
+) -> Result<CommandReply, Unanswered> {
+    let payload = envelope::encode(command).map_err(|_| Unanswered::Failed)?;
     let wait = ms(node.config.connect_request_timeout);
     let subject = node.subjects.gateway(to);
-    let reply = node.bus.request(subject, payload.into(), wait).await.ok()?;
-    envelope::decode_owned(&reply).ok()
+    let reply = node.bus.request(subject, payload.into(), wait).await;
+    let reply = reply.map_err(|e| match e {
+        sio_bus::Error::NoResponders(_) => Unanswered::Nobody,
+        _ => Unanswered::Failed,
+    })?;
+    envelope::decode_owned(&reply).map_err(|_| Unanswered::Failed)
+}
+
+/// The socket of a gateway that died (`host`), restored from its record
+/// and the emits JetStream kept; claimed first, so that it is restored at
+/// most once and no survivor disconnects it. `None` without a record; if
+/// what it missed cannot be had, its workers hear that it left.
+async fn revive(
+    node: &Arc<Node>,
+    client: &Client,
+    fresh: &Socket,
+    recovery: Recovery,
+    host: GatewayId,
+) -> Option<(Arc<Socket>, Catch)> {
+    let durable = node.durable.get()?;
+    let key = records::key(host, recovery.pid);
+    let got = tokio::time::timeout(Duration::from_secs(1), durable.kv.get(key.clone())).await;
+    let Ok(Ok(Some(entry))) = got else {
+        outcome(node, "unknown");
+        return None;
+    };
+    let record = envelope::decode_owned::<envelope::Disconnect>(&entry.value).ok();
+    let Some(record) = record.filter(|r| r.socket.ns == fresh.ns) else {
+        outcome(node, "unknown");
+        return None;
+    };
+    let claimed = durable.kv.claim(key.clone(), Bytes::new(), entry.revision);
+    if !matches!(claimed.await, Ok(true)) {
+        outcome(node, "unknown");
+        return None;
+    }
+    let log = Log::new(Bounds::of(&node.config), false);
+    let socket = Socket::new(
+        record.socket.id,
+        fresh.ns.clone(),
+        fresh.session.clone(),
+        client.handshake().clone(),
+        fresh.auth(),
+        true,
+    )
+    .map(|s| s.recoverable(recovery.pid, log));
+    // Claimed but not restored: gone, its workers told.
+    let gone = async |why| {
+        outcome(node, why);
+        let subject = node.subjects.disconnect(&fresh.ns);
+        node.publish(subject, entry.value.clone()).await;
+        let _ = durable.kv.delete(key.clone()).await;
+    };
+    let Ok(socket) = socket else {
+        gone("unrecoverable").await;
+        return None;
+    };
+    socket.recovered(record.socket.data.clone());
+    let socket = Arc::new(socket);
+    // Reachable and subscribed before the stream is read: what is emitted
+    // to it from now on is held here. Commands for its id go to the dead
+    // gateway's subject, which this one serves once presence says so.
+    node.registry.took_from(host);
+    node.registry.took_from(socket.id.gateway());
+    node.registry.add_socket(socket.clone());
+    delivery::join(node, &socket, &record.socket.rooms).await;
+    let window = ms(node.config.max_disconnection_duration);
+    let since = match recovery.offset {
+        Some(_) => SystemTime::now() - window,
+        // Everything since it connected.
+        None => SystemTime::UNIX_EPOCH + Duration::from_millis(record.socket.handshake.issued),
+    };
+    let missed = history::missed(node, durable, &socket, since, recovery.offset).await;
+    let Some(missed) = missed else {
+        socket.leave();
+        node.registry.remove_socket(&socket.id);
+        node.registry.unindex(&socket);
+        node.unrecord(&socket);
+        gone("behind").await;
+        return None;
+    };
+    let _ = durable.kv.delete(key.clone()).await;
+    let mut older = Log::after_offset(Bounds::of(&node.config), recovery.offset);
+    let mut catch = Catch::default();
+    for (id, framed) in &missed {
+        catch.frames.extend(framed.frames().iter().cloned());
+        catch.emits.insert(*id);
+        older.push(framed.keep());
+    }
+    socket.adopt(older);
+    outcome(node, "recovered");
+    tracing::debug!(pid = %recovery.pid, %host, missed = missed.len(), "recover: from JetStream");
+    Some((socket, catch))
 }
 
 /// Where a recovery's command for `pid` goes on to, unless this gateway
@@ -358,7 +486,7 @@ async fn give_missed(node: &Arc<Node>, pid: Pid, after: Option<Offset>) -> Comma
         }
     };
     node.registry.moved(&socket, to);
-    node.unrecord(&socket.id);
+    node.unrecord(&socket);
     parked(node).moved(pid, to);
     node.registry.remove_socket(&socket.id);
     node.registry.unindex(&socket);

@@ -174,6 +174,13 @@ impl Subjects {
         self.build("ns", &[ns])
     }
 
+    /// What a recovery may read back: every room and namespace emit. Not
+    /// `P.gw.*`: a stream there would stand in for a gateway that is gone,
+    /// and requests to it would wait instead of failing at once.
+    pub fn emits(&self) -> Vec<String> {
+        vec![self.wildcard("room", ">"), self.wildcard("ns", ">")]
+    }
+
     /// `P.gw.<gateway-id>`: commands for one gateway.
     pub fn gateway(&self, id: GatewayId) -> String {
         format!("{}.gw.{id}", self.prefix)

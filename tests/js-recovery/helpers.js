@@ -79,4 +79,52 @@ async function assertRestored(socket, id) {
   assert.deepEqual(me.data, { n: 7 });
 }
 
-module.exports = { TIMEOUT, open, once, call, sleep, range, record, count, until, drop, assertRestored };
+// Clients in room "r" while the suite's Rust side emits `n` ("room",
+// 0…count-1) to it every 10 ms and takes gateways away under them.
+async function steadyClients(url, clients) {
+  const all = [];
+  for (let i = 0; i < clients; i++) {
+    const socket = await open(url, { transports: ["websocket"] });
+    const { got } = record(socket);
+    let recovered = 0;
+    socket.on("connect", () => { if (socket.recovered) recovered++; });
+    await call(socket, "join", "r");
+    all.push({ socket, got, id: socket.id, recovered: () => recovered });
+  }
+  return all;
+}
+
+// Every client got every number once, in order, as the same socket; the
+// workers' connect handler ran once per socket and no disconnect reached
+// them. Returns how many times clients were recovered.
+async function assertSteady(clients, count) {
+  const last = (c) => (c.got.room || []).at(-1);
+  const deadline = Date.now() + 60000;
+  while (clients.some((c) => last(c) !== count - 1) && Date.now() < deadline) {
+    await sleep(100);
+  }
+  await sleep(300);
+  const gaps = (got) => {
+    const have = new Set(got);
+    const missing = range(0, count).filter((n) => !have.has(n));
+    const twice = got.filter((n, i) => got.indexOf(n) !== i);
+    return `${got.length} got, missing ${missing.length}: ${missing.slice(0, 5)}…${missing.slice(-3)}, twice: ${twice.slice(0, 5)}`;
+  };
+  let recovered = 0;
+  for (const c of clients) {
+    assert.deepEqual(c.got.room, range(0, count), `client ${c.id}: ${gaps(c.got.room || [])}`);
+    assert.equal(c.socket.id, c.id, "the same socket throughout");
+    recovered += c.recovered();
+  }
+  const asker = clients[0].socket;
+  for (const c of clients) {
+    const seen = await call(asker, "seen", c.id);
+    assert.deepEqual(seen, { connects: 1, disconnect: null }, `workers' view of ${c.id}`);
+  }
+  return recovered;
+}
+
+module.exports = {
+  TIMEOUT, open, once, call, sleep, range, record, count, until, drop, assertRestored,
+  steadyClients, assertSteady,
+};

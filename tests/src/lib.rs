@@ -12,6 +12,7 @@
 
 pub mod harness;
 pub mod nats;
+pub mod nginx;
 pub mod order;
 pub mod process;
 pub mod proxy;

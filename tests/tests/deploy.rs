@@ -14,43 +14,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use sio_tests::NatsServer;
 use sio_tests::harness::{connect, node_suite, npm_ci, python_suite, root};
+use sio_tests::nginx::{Nginx, deploy, prefix as nginx_prefix, tool};
 use sio_tests::process::{Process, free_addr, gateway_args, ready};
 use sio_tests::raw::metric;
-
-fn tool(name: &str) -> PathBuf {
-    ["/usr/sbin", "/usr/bin"]
-        .iter()
-        .map(|dir| PathBuf::from(dir).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{name} not found: install it with `apt-get install -y {name}`"))
-}
-
-fn deploy(file: &str) -> PathBuf {
-    root().join("deploy").join(file)
-}
-
-/// `conf` with `replace` applied, in a fresh nginx prefix directory.
-fn nginx_prefix(conf: &Path, replace: &[(String, String)]) -> PathBuf {
-    let mut text = std::fs::read_to_string(conf).unwrap();
-    for (from, to) in replace {
-        assert!(text.contains(from.as_str()), "{from} in {}", conf.display());
-        text = text.replace(from.as_str(), to);
-    }
-    let dir = std::env::temp_dir().join(format!(
-        "sio-nginx-{}-{}",
-        std::process::id(),
-        free_addr().port()
-    ));
-    std::fs::create_dir_all(dir.join("tmp")).unwrap();
-    std::fs::write(dir.join("nginx.conf"), text).unwrap();
-    dir
-}
 
 /// The committed local nginx config listening on `listen` in front of
 /// `gateways`.
@@ -58,14 +30,8 @@ fn local_nginx(listen: SocketAddr, gateways: &[SocketAddr]) -> PathBuf {
     nginx_config("nginx/nginx.conf", listen, gateways)
 }
 
-/// A committed nginx config for three local gateways (`file` under
-/// `deploy/`) listening on `listen` in front of `gateways`.
 fn nginx_config(file: &str, listen: SocketAddr, gateways: &[SocketAddr]) -> PathBuf {
-    let mut replace = vec![("127.0.0.1:3000".to_owned(), listen.to_string())];
-    for (i, gw) in gateways.iter().enumerate() {
-        replace.push((format!("127.0.0.1:300{}", i + 1), gw.to_string()));
-    }
-    nginx_prefix(&deploy(file), &replace)
+    sio_tests::nginx::config(file, listen, gateways)
 }
 
 fn nginx_test(prefix: &Path) {
@@ -84,19 +50,6 @@ fn nginx_test(prefix: &Path) {
     let _ = std::fs::remove_dir_all(prefix);
 }
 
-struct Nginx(Child, PathBuf);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers (SIGKILL would orphan them).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
-
 /// Three `sio-gateway` processes on `nats`, ready; `None` once killed.
 async fn three_gateways(nats: &str) -> ([SocketAddr; 3], Vec<Option<Process>>) {
     let addrs = [free_addr(), free_addr(), free_addr()];
@@ -112,20 +65,6 @@ async fn three_gateways(nats: &str) -> ([SocketAddr; 3], Vec<Option<Process>>) {
         ready(addr).await;
     }
     (addrs, gateways)
-}
-
-/// nginx serving the config in `prefix` on `listen`, up once it reaches a
-/// ready gateway.
-async fn start_nginx(prefix: PathBuf, listen: SocketAddr) -> Nginx {
-    let child = Command::new(tool("nginx"))
-        .arg("-p")
-        .arg(&prefix)
-        .args(["-c", "nginx.conf", "-g", "daemon off;"])
-        .spawn()
-        .unwrap();
-    let nginx = Nginx(child, prefix);
-    ready(listen).await;
-    nginx
 }
 
 /// Every document of a YAML file, as JSON (PyYAML does the parsing: the
@@ -330,7 +269,7 @@ async fn three_gateways_behind_nginx() {
         );
     }
     let listen = free_addr();
-    let _nginx = start_nginx(local_nginx(listen, &addrs), listen).await;
+    let _nginx = Nginx::start(local_nginx(listen, &addrs), listen).await;
     let url = format!("http://{listen}");
     node_suite("tests/js/", &url, &[]).await;
 
@@ -389,7 +328,7 @@ async fn sessions_through_round_robin_nginx() {
         .unwrap();
     let listen = free_addr();
     let config = nginx_config("nginx/nginx-round-robin.conf", listen, &addrs);
-    let _nginx = start_nginx(config, listen).await;
+    let _nginx = Nginx::start(config, listen).await;
     let url = format!("http://{listen}");
     let clients = |transports: &str, await_kill: bool| {
         let mut env = vec![

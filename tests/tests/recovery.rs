@@ -26,6 +26,7 @@ use serde_json::json;
 use sio_gateway::Gateway;
 use sio_tests::NatsServer;
 use sio_tests::harness::{connect, node_suite};
+use sio_tests::nginx::{self, Nginx};
 use sio_tests::process::{Process, free_addr, gateway_args, ready};
 use sio_tests::proxy::Proxy;
 use sio_tests::raw::Ws;
@@ -238,22 +239,33 @@ async fn stock_client_recovers_elsewhere(kind: BusKind) {
     running.shutdown().await;
 }
 
-/// A gateway killed with kill -9 while recovery is on: each socket the
-/// workers saw connect on it gets exactly one disconnect, "transport
-/// close", published by one of the two survivors from its record in
-/// JetStream.
+/// A gateway killed with kill -9 while recovery is on: once the recovery
+/// window after its death ends (and not before), each socket the workers
+/// saw connect on it gets exactly one disconnect, "transport close",
+/// published by one of the two survivors from its record in JetStream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_gateways_sockets_are_disconnected_once() {
     let _turn = SOLO.read().await;
     let nats = NatsServer::start().unwrap();
     let addr = free_addr();
     let mut args = gateway_args(&nats.url(), addr);
-    args.extend(["--connection-state-recovery", "--heartbeat-interval", "200"].map(str::to_owned));
+    let recovery = [
+        "--connection-state-recovery",
+        "--heartbeat-interval",
+        "200",
+        "--max-disconnection-duration",
+        "3000",
+    ];
+    args.extend(recovery.map(str::to_owned));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut victim = Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args);
     ready(addr).await;
     let mut config = test_config();
     config.connection_state_recovery = true;
+    config.heartbeat_interval = 200;
+    config.max_disconnection_duration = 3000;
+    // The raw client on a survivor does not answer pings.
+    config.ping_interval = 25_000;
     let b = TestGateway::start(config.clone(), connect(&nats).await).await;
     let c = TestGateway::start(config, connect(&nats).await).await;
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -271,6 +283,14 @@ async fn a_killed_gateways_sockets_are_disconnected_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     victim.child.kill().unwrap();
     victim.child.wait().unwrap();
+    // Declared dead after three heartbeats; its clients may still come
+    // back within the window.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        seen.lock().unwrap().left.len(),
+        0,
+        "disconnects before the window ended"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while seen.lock().unwrap().left.len() < clients.len() {
         assert!(
@@ -322,72 +342,157 @@ async fn recovery_without_jetstream_is_a_clear_start_up_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_loses_nothing() {
     let _alone = SOLO.write().await;
-    const CLIENTS: u32 = 20;
-    const COUNT: u32 = 1000;
     let nats = NatsServer::start().unwrap();
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-    let args = |addr: SocketAddr| {
-        let mut args = gateway_args(&nats.url(), addr);
-        args.extend(
-            [
-                "--connection-state-recovery",
-                "--heartbeat-interval",
-                "200",
-                "--drain-timeout",
-                "10000",
-            ]
-            .map(str::to_owned),
-        );
-        args
-    };
-    let start = |addr: SocketAddr| {
-        let args = args(addr);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args)
-    };
-    let mut gateways: Vec<Process> = addrs.iter().map(|a| start(*a)).collect();
+    let mut gateways: Vec<Process> = addrs
+        .iter()
+        .map(|a| recovering_process(&nats, *a))
+        .collect();
     for addr in &addrs {
         ready(*addr).await;
     }
     let proxy = Proxy::start(addrs.clone()).await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let bus = connect(&nats).await;
-    let running = worker(seen.clone()).start(bus.clone()).await.unwrap();
-    let suite = tokio::spawn({
-        let url = format!("http://{}", proxy.addr);
-        async move {
-            let (count, clients) = (COUNT.to_string(), CLIENTS.to_string());
-            let env = [
-                ("SIO_COUNT", count.as_str()),
-                ("SIO_CLIENTS", clients.as_str()),
-            ];
-            node_suite("tests/js-recovery/rolling.test.js", &url, &env).await;
-        }
-    });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while seen.lock().unwrap().joins < CLIENTS {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the clients never joined"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let emitter = tokio::spawn(async move {
-        let emitter = sio_worker::Emitter::new(bus);
-        for n in 0..COUNT {
-            emitter.to("r").emit("n", &("room", n)).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = format!("http://{}", proxy.addr);
+    let steady = Steady::start(&nats, &url, "rolling", 20, 1000).await;
     for (i, addr) in addrs.iter().enumerate() {
         gateways[i].terminate();
-        gateways[i] = start(*addr);
+        gateways[i] = recovering_process(&nats, *addr);
         ready(*addr).await;
     }
-    emitter.await.unwrap();
-    suite.await.unwrap();
-    running.shutdown().await;
+    steady.finish().await;
+}
+
+/// (b) Three gateway processes behind nginx (round robin, the committed
+/// config), one killed with kill -9 while emits go on to the clients'
+/// room: its clients come back through nginx to the others and are
+/// recovered there from their records and the emits JetStream kept, each
+/// once, missing nothing; the workers never hear that they left
+/// (`tests/js-recovery/crash.test.js`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_gateways_clients_recover_elsewhere() {
+    let _alone = SOLO.write().await;
+    const CLIENTS: u32 = 12;
+    let nats = NatsServer::start().unwrap();
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+    let mut gateways: Vec<Process> = addrs
+        .iter()
+        .map(|a| recovering_process(&nats, *a))
+        .collect();
+    for addr in &addrs {
+        ready(*addr).await;
+    }
+    let listen = free_addr();
+    let config = nginx::config("nginx/nginx-round-robin.conf", listen, &addrs);
+    let _nginx = Nginx::start(config, listen).await;
+    let url = format!("http://{listen}");
+    let steady = Steady::start(&nats, &url, "crash", CLIENTS, 600).await;
+    let mut held = Vec::new();
+    for addr in &addrs {
+        held.push(
+            metrics(*addr)
+                .await
+                .get("sio_gateway_sessions")
+                .unwrap_or(0),
+        );
+    }
+    let total: u64 = held.iter().sum();
+    assert_eq!(total, u64::from(CLIENTS), "{held:?}");
+    let victim = (0..3)
+        .filter(|&i| held[i] > 0 && held[i] < total)
+        .max_by_key(|&i| held[i])
+        .unwrap_or_else(|| panic!("nginx put every client on one gateway: {held:?}"));
+    gateways[victim].child.kill().unwrap();
+    gateways[victim].child.wait().unwrap();
+    steady.finish().await;
+    let mut recovered = 0;
+    for (i, addr) in addrs.iter().enumerate().filter(|(i, _)| *i != victim) {
+        let m = metrics(*addr).await;
+        recovered += m
+            .get("sio_gateway_recoveries_total{outcome=\"recovered\"}")
+            .unwrap_or(0);
+        assert_eq!(
+            m.get("sio_gateway_sessions"),
+            Some(0),
+            "gateway {i}: {}",
+            m.0
+        );
+    }
+    assert_eq!(
+        recovered, held[victim],
+        "the killed gateway's clients, each once"
+    );
+}
+
+/// A gateway process on `nats` at `addr` with connection state recovery.
+fn recovering_process(nats: &NatsServer, addr: SocketAddr) -> Process {
+    let mut args = gateway_args(&nats.url(), addr);
+    let recovery = [
+        "--connection-state-recovery",
+        "--heartbeat-interval",
+        "200",
+        "--drain-timeout",
+        "10000",
+    ];
+    args.extend(recovery.map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args)
+}
+
+/// Stock clients in room "r" (`tests/js-recovery/<suite>.test.js`) and a
+/// steady stream of `count` emits to it, one every 10 ms, under which the
+/// test takes gateways away.
+struct Steady {
+    suite: tokio::task::JoinHandle<()>,
+    emitter: tokio::task::JoinHandle<()>,
+    running: sio_worker::Running,
+}
+
+impl Steady {
+    /// Returns once the clients joined and the emits began.
+    async fn start(nats: &NatsServer, url: &str, suite: &str, clients: u32, count: u32) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let bus = connect(nats).await;
+        let running = worker(seen.clone()).start(bus.clone()).await.unwrap();
+        let suite = tokio::spawn({
+            let (url, file) = (url.to_owned(), format!("tests/js-recovery/{suite}.test.js"));
+            async move {
+                let (count, clients) = (count.to_string(), clients.to_string());
+                let env = [
+                    ("SIO_COUNT", count.as_str()),
+                    ("SIO_CLIENTS", clients.as_str()),
+                ];
+                node_suite(&file, &url, &env).await;
+            }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while seen.lock().unwrap().joins < clients {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the clients never joined"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let emitter = tokio::spawn(async move {
+            let emitter = sio_worker::Emitter::new(bus);
+            for n in 0..count {
+                emitter.to("r").emit("n", &("room", n)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Self {
+            suite,
+            emitter,
+            running,
+        }
+    }
+
+    /// Waits for the emits and the clients' verdict.
+    async fn finish(self) {
+        self.emitter.await.unwrap();
+        self.suite.await.unwrap();
+        self.running.shutdown().await;
+    }
 }
 
 /// Parked sockets are bounded: at most `--max-connections` wait at once;

@@ -1,0 +1,95 @@
+//! The emits JetStream keeps while connection state recovery is on over
+//! NATS (stream `<prefix>_emits`: every room and namespace emit, for the
+//! recovery window), read back for a socket whose gateway died: what
+//! reached its rooms and its namespace after the last packet its client
+//! had. Emits to its id went to its gateway's `P.gw` subject, which the
+//! stream does not keep (see [`sio_protocol::subject::Subjects::emits`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::StreamExt as _;
+use sio_protocol::envelope::{Emit, EmitId};
+use sio_protocol::socketio::recovery::Offset;
+
+use crate::delivery::{self, Framed};
+use crate::node::Node;
+use crate::records::Durable;
+use crate::socket::Socket;
+
+/// How long reading the stream back may take.
+const READ: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What `socket` (subscribed here already, so that what comes next
+/// reaches it live) was sent since `since` after the emit `after` names
+/// (all of it without one), framed, oldest first. `None` if the stream
+/// cannot say: it was not read to its end in time, or `after` is not in
+/// it (too old, or not an emit it keeps).
+pub(crate) async fn missed(
+    node: &Arc<Node>,
+    durable: &Durable,
+    socket: &Socket,
+    since: SystemTime,
+    after: Option<Offset>,
+) -> Option<Vec<(EmitId, Framed)>> {
+    let rooms = socket.rooms();
+    let ns = &socket.ns;
+    let mut subjects: Vec<String> = rooms.iter().map(|r| node.subjects.room(ns, r)).collect();
+    subjects.push(node.subjects.namespace(ns));
+    let mut replay = durable
+        .emits
+        .replay(subjects.clone(), since)
+        .await
+        .map_err(|error| tracing::warn!(%error, "cannot read the emits back"))
+        .ok()?;
+    // Markers behind everything published on these subjects so far: once
+    // the replay has them, it has all that came before them, and what
+    // comes after reaches the socket here.
+    let mut markers = HashSet::new();
+    for subject in subjects {
+        let (id, bytes) = delivery::marker(ns)?;
+        markers.insert(id);
+        node.publish_now(subject, bytes).await;
+    }
+    let mut seen = HashSet::new();
+    let mut sent: Vec<Emit> = Vec::new();
+    let deadline = tokio::time::Instant::now() + READ;
+    while !markers.is_empty() {
+        let message = tokio::time::timeout_at(deadline, replay.next()).await;
+        let Ok(Some(Ok(message))) = message else {
+            tracing::warn!("the emits were not read back in time");
+            return None;
+        };
+        let Ok(emit) = Emit::decode_shared(&message.payload) else {
+            continue;
+        };
+        if markers.remove(&emit.id) || !for_socket(socket, &rooms, &emit) {
+            continue;
+        }
+        if seen.insert(emit.id) {
+            sent.push(emit);
+        }
+    }
+    let start = match after {
+        Some(offset) => sent.iter().position(|e| e.id.offset() == offset)? + 1,
+        None => 0,
+    };
+    let framed = sent
+        .get(start..)?
+        .iter()
+        .filter_map(|e| Some((e.id, delivery::frame(node, e.id, &e.packet, false)?)))
+        .collect();
+    Some(framed)
+}
+
+/// Whether `emit` was for `socket` (in `rooms`), and one its client may
+/// get again (not volatile).
+fn for_socket(socket: &Socket, rooms: &[String], emit: &Emit) -> bool {
+    let id = socket.id.to_string();
+    let member = |room: &String| *room == id || rooms.contains(room);
+    !emit.volatile
+        && emit.ns == socket.ns
+        && (emit.rooms.is_empty() || emit.rooms.iter().any(member))
+        && !emit.except.iter().any(member)
+}
