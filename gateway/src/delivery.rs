@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::node::Node;
 use crate::outbox::Frame;
 use crate::recovery::{Entry, Keep};
+use crate::registry::Hold;
 use crate::rooms::{Interest, Target};
 use crate::socket::Socket;
 
@@ -74,6 +75,15 @@ fn interest(node: &Arc<Node>, target: Target<'_>) -> Interest {
 
 fn on_emit(node: &Arc<Node>, payload: &bytes::Bytes) {
     node.metrics.emits_received.inc();
+    match node.registry.offer(payload.clone()) {
+        Hold::Pass(payload) => deliver_payload(node, &payload),
+        Hold::Held => {}
+        Hold::Full => node.metrics.drop("held_overflow"),
+    }
+}
+
+/// Delivers an emit envelope as it came.
+pub(crate) fn deliver_payload(node: &Arc<Node>, payload: &bytes::Bytes) {
     match Emit::decode_shared(payload) {
         Ok(emit) => {
             deliver_emit(node, &emit);
@@ -92,7 +102,10 @@ pub(crate) fn deliver_emit(node: &Arc<Node>, emit: &Emit) -> bool {
     if node.registry.marker(emit.id) {
         return false;
     }
-    if emit.rooms.len() > 1 && !node.registry.first_sight(emit.id) {
+    // With recovery over NATS, an emit may also come back from JetStream
+    // (the bus was away): every one is told apart by id.
+    let copies = emit.rooms.len() > 1 || node.durable.get().is_some();
+    if copies && !node.registry.first_sight(emit.id) {
         return false;
     }
     let Some(framed) = frame(node, emit.id, &emit.packet, emit.volatile) else {

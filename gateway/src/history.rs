@@ -4,10 +4,14 @@
 //! reached its rooms and its namespace after the last packet its client
 //! had. Emits to its id went to its gateway's `P.gw` subject, which the
 //! stream does not keep (see [`sio_protocol::subject::Subjects::emits`]).
+//!
+//! And for this gateway, when the bus comes back after it was away (a
+//! NATS restart): what core NATS did not deliver meanwhile is read back
+//! and delivered before what arrives live, which waits its turn.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
 use sio_protocol::envelope::{Emit, EmitId};
@@ -92,4 +96,98 @@ fn for_socket(socket: &Socket, rooms: &[String], emit: &Emit) -> bool {
         && emit.ns == socket.ns
         && (emit.rooms.is_empty() || emit.rooms.iter().any(member))
         && !emit.except.iter().any(member)
+}
+
+/// How far before the bus went away a gateway reads back (it noticed a
+/// little late; what it had already is told apart by id).
+const MARGIN: Duration = Duration::from_secs(1);
+
+/// With recovery over NATS: holds emits when the bus goes away, and when
+/// it is back delivers what was missed meanwhile, then what was held.
+pub(crate) async fn watch(node: Weak<Node>) {
+    let Some(mut seen) = node.upgrade().map(|n| n.bus_seen()) else {
+        return;
+    };
+    // Up once first: the connection's start is no outage.
+    if seen.wait_for(|s| s.up).await.is_err() {
+        return;
+    }
+    loop {
+        if seen.wait_for(|s| !s.up).await.is_err() {
+            return;
+        }
+        let since = SystemTime::now() - MARGIN;
+        let Some(n) = node.upgrade() else { return };
+        n.registry.hold();
+        drop(n);
+        if seen.wait_for(|s| s.up).await.is_err() {
+            return;
+        }
+        let Some(n) = node.upgrade() else { return };
+        let replayed = catch_up(&n, since).await;
+        let released = release(&n);
+        tracing::info!(
+            replayed,
+            released,
+            "the bus is back: delivered what was emitted while it was away"
+        );
+    }
+}
+
+/// Delivers, in the order JetStream took them, the emits since `since`
+/// up to a marker published now; how many were new here.
+async fn catch_up(node: &Arc<Node>, since: SystemTime) -> usize {
+    let Some(durable) = node.durable.get() else {
+        return 0;
+    };
+    // The client subscribes again as it reconnects: settled before the
+    // marker goes out, so what follows it arrives live.
+    let _ = tokio::time::timeout(delivery::CATCH_UP, node.bus.flush()).await;
+    let replay = durable.emits.replay(node.subjects.emits(), since).await;
+    let mut replay = match replay {
+        Ok(replay) => replay,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read back what was emitted while the bus was away");
+            return 0;
+        }
+    };
+    let Some((marker, bytes)) = delivery::marker("/") else {
+        return 0;
+    };
+    node.publish_now(node.subjects.namespace("/"), bytes).await;
+    let mut delivered = 0;
+    let deadline = tokio::time::Instant::now() + READ;
+    loop {
+        let message = tokio::time::timeout_at(deadline, replay.next()).await;
+        let Ok(Some(Ok(message))) = message else {
+            tracing::warn!("what was emitted while the bus was away was not read back in time");
+            return delivered;
+        };
+        let Ok(emit) = Emit::decode_shared(&message.payload) else {
+            continue;
+        };
+        if emit.id == marker {
+            return delivered;
+        }
+        if delivery::deliver_emit(node, &emit) {
+            node.metrics.emits_replayed.inc();
+            delivered += 1;
+        }
+    }
+}
+
+/// Delivers the emits held meanwhile, in order, until none is left;
+/// how many.
+fn release(node: &Arc<Node>) -> usize {
+    let mut released = 0;
+    loop {
+        let held = node.registry.unhold();
+        if held.is_empty() {
+            return released;
+        }
+        released += held.len();
+        for payload in &held {
+            delivery::deliver_payload(node, payload);
+        }
+    }
 }

@@ -102,6 +102,7 @@ impl Gateway {
             let _ = node.durable.set(durable);
             let heartbeats = node.bus.subscribe(node.subjects.heartbeat()).await?;
             tokio::spawn(presence::watch(Arc::downgrade(&node), heartbeats));
+            tokio::spawn(history::watch(Arc::downgrade(&node)));
         }
         let weak = Arc::downgrade(&node);
         let commands = node.bus.subscribe(node.subjects.gateway(id)).await?;

@@ -42,6 +42,7 @@ pub(crate) struct Metrics {
     pub(crate) packets_out: Counter,
     pub(crate) emits_delivered: Counter,
     pub(crate) emits_received: Counter,
+    pub(crate) emits_replayed: Counter,
     pub(crate) drops: Family<ReasonLabel, Counter>,
     pub(crate) bus_connected: Gauge,
     pub(crate) bus_errors: Counter,
@@ -71,6 +72,7 @@ impl Default for Metrics {
             packets_out: Counter::default(),
             emits_delivered: Counter::default(),
             emits_received: Counter::default(),
+            emits_replayed: Counter::default(),
             drops: Family::default(),
             bus_connected: Gauge::default(),
             bus_errors: Counter::default(),
@@ -141,6 +143,11 @@ impl Default for Metrics {
             "emits_received",
             "Room and namespace emits received from the bus (interest-based: only for rooms with local members)",
             m.emits_received.clone(),
+        );
+        registry.register(
+            "emits_replayed",
+            "Emits read back from JetStream after the bus was away, that had not reached this gateway",
+            m.emits_replayed.clone(),
         );
         registry.register(
             "drops",

@@ -67,8 +67,8 @@ pub(crate) struct Node {
 const COMMANDS: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
-struct Seen {
-    up: bool,
+pub(crate) struct Seen {
+    pub(crate) up: bool,
     /// When the bus last came back (`None` if it never went away).
     back: Option<tokio::time::Instant>,
 }
@@ -142,6 +142,11 @@ impl Node {
             }
             changed
         });
+    }
+
+    /// The bus's state as it changes.
+    pub(crate) fn bus_seen(&self) -> tokio::sync::watch::Receiver<Seen> {
+        self.seen.subscribe()
     }
 
     /// Waits for the bus to be up, until `deadline`; false if it was not.

@@ -16,8 +16,10 @@ use crate::client::Client;
 use crate::rooms::{RoomIndex, Subscribe};
 use crate::socket::Socket;
 
-/// Emit ids remembered to drop the copies of an emit sent to several rooms.
-const RECENT_EMITS: usize = 4096;
+/// Emit ids remembered to drop the copies of an emit that reached this
+/// gateway more than once (sent to several rooms; or, with recovery over
+/// NATS, read back from JetStream after the bus was away).
+const RECENT_EMITS: usize = 65_536;
 
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
@@ -36,6 +38,27 @@ pub(crate) struct Registry {
     /// Sockets being handed over to this gateway: a command looks for
     /// them only then.
     arriving: AtomicUsize,
+    /// Emits held while the gateway catches up with what it missed when
+    /// the bus was away.
+    held: Mutex<Held>,
+}
+
+/// Emits held, at most this many (past it, dropped and counted).
+const HELD_EMITS: usize = 65_536;
+
+#[derive(Debug, Default)]
+struct Held {
+    on: bool,
+    queue: VecDeque<bytes::Bytes>,
+}
+
+/// What became of an emit offered while emits may be held.
+pub(crate) enum Hold {
+    /// Deliver it now.
+    Pass(bytes::Bytes),
+    Held,
+    /// Past the bound.
+    Full,
 }
 
 /// Sockets handed over, remembered (at most this many, the oldest
@@ -129,6 +152,35 @@ impl Registry {
         let rooms = socket.rooms();
         socket.remove_rooms(&rooms);
         index.remove(&socket.ns, socket.id, &rooms);
+    }
+
+    /// From now on emits are held (the bus went away): what comes when it
+    /// is back waits behind what was missed meanwhile.
+    pub(crate) fn hold(&self) {
+        lock(&self.held).on = true;
+    }
+
+    /// An emit just in, held while emits are.
+    pub(crate) fn offer(&self, payload: bytes::Bytes) -> Hold {
+        let mut held = lock(&self.held);
+        if !held.on {
+            return Hold::Pass(payload);
+        }
+        if held.queue.len() >= HELD_EMITS {
+            return Hold::Full;
+        }
+        held.queue.push_back(payload);
+        Hold::Held
+    }
+
+    /// The emits held so far, taken out; once none is left, emits are
+    /// no longer held (so none overtakes those taken).
+    pub(crate) fn unhold(&self) -> Vec<bytes::Bytes> {
+        let mut held = lock(&self.held);
+        if held.queue.is_empty() {
+            held.on = false;
+        }
+        held.queue.drain(..).collect()
     }
 
     /// True the first time an emit id is seen.
