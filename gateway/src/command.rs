@@ -48,6 +48,11 @@ pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll
         // then waits runs on its own.
         let inherited = poll.is_none();
         if inherited && !held_here(&node, &command) {
+            // The one question about a dead gateway's sockets everybody
+            // may answer: it is gone (the asker recovers from its record).
+            if let Command::Recover { .. } = command {
+                answer(&node, message.reply, CommandReply::Departed).await;
+            }
             continue;
         }
         // A socket being handed over here: its commands apply once it has

@@ -169,7 +169,8 @@ fn outcome(node: &Node, outcome: &'static str) {
 /// What asking another gateway for a socket came to.
 enum Fetched {
     Done(Option<(Arc<Socket>, Catch)>),
-    /// Nobody listens for that gateway: it is gone.
+    /// That gateway is gone: nobody listens for it, or an heir of its
+    /// subject says so.
     Gone,
 }
 
@@ -187,7 +188,7 @@ async fn fetch(
     let asked = request(node, owner, &Command::Recover { pid, ns, to }).await;
     let (mut moving, owner) = match asked {
         Ok(CommandReply::Recovering { socket, keeper }) => (socket, keeper),
-        Err(Unanswered::Nobody) if node.durable.get().is_some() => {
+        Ok(CommandReply::Departed) | Err(Unanswered::Nobody) if node.durable.get().is_some() => {
             return Fetched::Gone;
         }
         _ => {

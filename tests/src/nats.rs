@@ -186,6 +186,18 @@ impl NatsServer {
         Err(HarnessError::NotReady(self.addr))
     }
 
+    /// Bytes in its JetStream store directory now (what its streams and
+    /// buckets take on disk).
+    pub fn store_bytes(&self) -> u64 {
+        fn size(path: &Path) -> u64 {
+            match std::fs::read_dir(path) {
+                Ok(entries) => entries.flatten().map(|e| size(&e.path())).sum(),
+                Err(_) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            }
+        }
+        size(&self.dir.join("jetstream"))
+    }
+
     /// The process id while the server runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -28,9 +28,18 @@ impl Bench {
         let offset = offset.ok_or("the event carried no offset")?;
         drop(ws);
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let stored = || {
+            running
+                .nats
+                .as_ref()
+                .map_or(0, sio_tests::NatsServer::store_bytes)
+        };
+        let before = stored();
         control.fanout(ROOM, missed, "x");
         // Emitted and kept by now (the fan-out of 1,000 takes milliseconds).
         tokio::time::sleep(Duration::from_millis(1000)).await;
+        // What JetStream took for them (the stream of emits, on disk).
+        let per_thousand = stored().saturating_sub(before) as f64 * 1000.0 / f64::from(missed);
         let started = Instant::now();
         let mut ws = open_websocket(server, source(2), query).await?;
         let auth = serde_json::json!({ "room": ROOM, "pid": pid, "offset": offset });
@@ -53,6 +62,7 @@ impl Bench {
         row.metrics = vec![
             ("recover_ms".into(), elapsed.as_secs_f64() * 1e3),
             ("recovered_packets".into(), f64::from(got)),
+            ("jetstream_bytes_per_1000_emits".into(), per_thousand),
         ];
         Ok(row)
     }

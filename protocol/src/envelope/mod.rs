@@ -514,6 +514,9 @@ pub enum CommandReply {
     },
     /// What its client missed ([`Command::Recovered`]).
     Missed(Missed),
+    /// The gateway asked is gone; an heir of its subject, which does not
+    /// keep the socket, says so ([`Command::Recover`]).
+    Departed,
 }
 
 /// The end of a recovery on another gateway: the emits the owner kept for
