@@ -199,6 +199,8 @@ async fn fetch(
     Fetched::Done(fetched(node, client, fresh, recovery, &mut moving, owner).await)
 }
 
+/// The rest of [`fetch`], once the owner (`owner` now: the gateway that
+/// answered) gave the socket's state.
 async fn fetched(
     node: &Arc<Node>,
     client: &Client,
