@@ -60,13 +60,9 @@ pub(crate) async fn missed(
     let mut sent: Vec<Emit> = Vec::new();
     let deadline = tokio::time::Instant::now() + READ;
     while !markers.is_empty() {
-        let message = tokio::time::timeout_at(deadline, replay.next()).await;
-        let Ok(Some(Ok(message))) = message else {
+        let Some(emit) = next(&mut replay, deadline).await else {
             tracing::warn!("the emits were not read back in time");
             return None;
-        };
-        let Ok(emit) = Emit::decode_shared(&message.payload) else {
-            continue;
         };
         if markers.remove(&emit.id) || !for_socket(socket, &rooms, &emit) {
             continue;
@@ -85,6 +81,20 @@ pub(crate) async fn missed(
         .filter_map(|e| Some((e.id, delivery::frame(node, e.id, &e.packet, false)?)))
         .collect();
     Some(framed)
+}
+
+/// The next emit read back (what is not one is skipped); `None` past
+/// `deadline` or if the replay broke off.
+async fn next(replay: &mut sio_bus::Replay, deadline: tokio::time::Instant) -> Option<Emit> {
+    loop {
+        let message = tokio::time::timeout_at(deadline, replay.next()).await;
+        let Ok(Some(Ok(message))) = message else {
+            return None;
+        };
+        if let Ok(emit) = Emit::decode_shared(&message.payload) {
+            return Some(emit);
+        }
+    }
 }
 
 /// Whether `emit` was for `socket` (in `rooms`), and one its client may
@@ -158,13 +168,9 @@ async fn catch_up(node: &Arc<Node>, since: SystemTime) -> usize {
     let mut delivered = 0;
     let deadline = tokio::time::Instant::now() + READ;
     loop {
-        let message = tokio::time::timeout_at(deadline, replay.next()).await;
-        let Ok(Some(Ok(message))) = message else {
+        let Some(emit) = next(&mut replay, deadline).await else {
             tracing::warn!("what was emitted while the bus was away was not read back in time");
             return delivered;
-        };
-        let Ok(emit) = Emit::decode_shared(&message.payload) else {
-            continue;
         };
         if emit.id == marker {
             return delivered;

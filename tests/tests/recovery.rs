@@ -248,17 +248,8 @@ async fn a_killed_gateways_sockets_are_disconnected_once() {
     let _turn = SOLO.read().await;
     let nats = NatsServer::start().unwrap();
     let addr = free_addr();
-    let mut args = gateway_args(&nats.url(), addr);
-    let recovery = [
-        "--connection-state-recovery",
-        "--heartbeat-interval",
-        "200",
-        "--max-disconnection-duration",
-        "3000",
-    ];
-    args.extend(recovery.map(str::to_owned));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut victim = Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args);
+    let window = ["--max-disconnection-duration", "3000"];
+    let mut victim = recovering_process(&nats, addr, &window);
     ready(addr).await;
     let mut config = test_config();
     config.connection_state_recovery = true;
@@ -343,20 +334,13 @@ async fn recovery_without_jetstream_is_a_clear_start_up_error() {
 async fn a_rolling_restart_loses_nothing() {
     let _alone = SOLO.write().await;
     let nats = NatsServer::start().unwrap();
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-    let mut gateways: Vec<Process> = addrs
-        .iter()
-        .map(|a| recovering_process(&nats, *a))
-        .collect();
-    for addr in &addrs {
-        ready(*addr).await;
-    }
+    let (addrs, mut gateways) = recovering_processes(&nats, 3).await;
     let proxy = Proxy::start(addrs.clone()).await;
     let url = format!("http://{}", proxy.addr);
     let steady = Steady::start(&nats, &url, "rolling", 20, 1000).await;
     for (i, addr) in addrs.iter().enumerate() {
         gateways[i].terminate();
-        gateways[i] = recovering_process(&nats, *addr);
+        gateways[i] = recovering_process(&nats, *addr, &[]);
         ready(*addr).await;
     }
     steady.finish().await;
@@ -373,14 +357,7 @@ async fn a_killed_gateways_clients_recover_elsewhere() {
     let _alone = SOLO.write().await;
     const CLIENTS: u32 = 12;
     let nats = NatsServer::start().unwrap();
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-    let mut gateways: Vec<Process> = addrs
-        .iter()
-        .map(|a| recovering_process(&nats, *a))
-        .collect();
-    for addr in &addrs {
-        ready(*addr).await;
-    }
+    let (addrs, mut gateways) = recovering_processes(&nats, 3).await;
     let listen = free_addr();
     let config = nginx::config("nginx/nginx-round-robin.conf", listen, &addrs);
     let _nginx = Nginx::start(config, listen).await;
@@ -434,14 +411,7 @@ async fn a_killed_gateways_clients_recover_elsewhere() {
 async fn a_nats_restart_loses_nothing() {
     let _alone = SOLO.write().await;
     let mut nats = NatsServer::start().unwrap();
-    let addrs: Vec<SocketAddr> = (0..2).map(|_| free_addr()).collect();
-    let _gateways: Vec<Process> = addrs
-        .iter()
-        .map(|a| recovering_process(&nats, *a))
-        .collect();
-    for addr in &addrs {
-        ready(*addr).await;
-    }
+    let (addrs, _gateways) = recovering_processes(&nats, 2).await;
     let proxy = Proxy::start(addrs.clone()).await;
     let url = format!("http://{}", proxy.addr);
     let steady = Steady::start(&nats, &url, "outage", 10, 800).await;
@@ -459,8 +429,23 @@ async fn a_nats_restart_loses_nothing() {
     assert!(replayed > 0, "nothing was replayed");
 }
 
-/// A gateway process on `nats` at `addr` with connection state recovery.
-fn recovering_process(nats: &NatsServer, addr: SocketAddr) -> Process {
+/// `n` gateway processes on `nats` with connection state recovery,
+/// ready, and where they listen.
+async fn recovering_processes(nats: &NatsServer, n: usize) -> (Vec<SocketAddr>, Vec<Process>) {
+    let addrs: Vec<SocketAddr> = (0..n).map(|_| free_addr()).collect();
+    let gateways = addrs
+        .iter()
+        .map(|a| recovering_process(nats, *a, &[]))
+        .collect();
+    for addr in &addrs {
+        ready(*addr).await;
+    }
+    (addrs, gateways)
+}
+
+/// A gateway process on `nats` at `addr` with connection state recovery,
+/// and `more` arguments.
+fn recovering_process(nats: &NatsServer, addr: SocketAddr, more: &[&str]) -> Process {
     let mut args = gateway_args(&nats.url(), addr);
     let recovery = [
         "--connection-state-recovery",
@@ -469,7 +454,7 @@ fn recovering_process(nats: &NatsServer, addr: SocketAddr) -> Process {
         "--drain-timeout",
         "10000",
     ];
-    args.extend(recovery.map(str::to_owned));
+    args.extend(recovery.iter().chain(more).map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args)
 }
