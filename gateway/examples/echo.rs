@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use sio_bus::{Bus, MemoryBus};
 use sio_gateway::{Config, Gateway};
-use sio_protocol::envelope::{self, AckReply, Command, EncodedPacket, SocketCommand};
+use sio_protocol::envelope::{self, AckReply, Command, EmitId, EncodedPacket, SocketCommand};
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok()?.parse().ok()
@@ -52,11 +52,12 @@ async fn echo_worker(bus: Arc<dyn Bus>) -> Result<(), Box<dyn std::error::Error 
             let command = Command::Socket {
                 socket: socket.id,
                 action: SocketCommand::Emit {
+                    id: EmitId::random()?,
                     volatile: false,
                     packet: EncodedPacket::from_text(&text, event.attachments.clone()),
                 },
             };
-            let subject = format!("sio.gw.{}", socket.id.gateway());
+            let subject = format!("sio.to.{}", socket.id.gateway());
             bus.publish(subject, envelope::encode(&command)?.into())
                 .await?;
         }

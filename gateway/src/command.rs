@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sio_bus::Message;
 use sio_protocol::envelope::{
-    self, AckReply, Command, CommandReply, Emit, Presence, SocketCommand,
+    self, AckReply, Command, CommandReply, Emit, EmitId, EncodedPacket, Presence, SocketCommand,
 };
 use sio_protocol::id::{GatewayId, Sid, SocketId};
 use sio_protocol::socketio::{Event, Kind, Packet};
@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::config::ms;
 use crate::node::Node;
+use crate::registry::Hold;
 use crate::socket::{self, Socket};
 use crate::{delivery, event, handover, recover};
 
@@ -31,10 +32,27 @@ pub(crate) type Poll = fn(Arc<Node>, Sid, bool, bytes::Bytes) -> BoxFuture<'stat
 /// to this one, for the sockets it holds of them (another heir may hold
 /// the others: it stays silent on those).
 pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll: Option<Poll>) {
+    // Its own emits, which may wait for a catch-up (see `history`).
+    let own = node.upgrade().map(|n| n.subjects.emits_to(n.id));
     while let Some(message) = sub.next().await {
         let Some(node) = node.upgrade() else {
             return;
         };
+        // `P.*.<id>` matched it: commands and emits only.
+        if !node.subjects.serves(&message.subject) {
+            continue;
+        }
+        // Emits wait behind what the bus missed while it was away.
+        if poll.is_some() && own.as_ref() == Some(&message.subject) {
+            match node.registry.offer(message.payload.clone(), true) {
+                Hold::Pass(_) => {}
+                Hold::Held => continue,
+                Hold::Full => {
+                    node.metrics.drop("held_overflow");
+                    continue;
+                }
+            }
+        }
         let command = match envelope::decode_owned::<Command>(&message.payload) {
             Ok(command) => command,
             Err(error) => {
@@ -178,11 +196,12 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
         return Applied::Reply(CommandReply::UnknownSocket);
     };
     match action {
-        SocketCommand::Emit { volatile, packet } => {
-            let id = node.memory.local_id();
-            if let Some(framed) = delivery::frame(node, id, &packet, volatile) {
-                delivery::deliver(node, &socket, None, &framed, volatile);
-            }
+        SocketCommand::Emit {
+            id,
+            volatile,
+            packet,
+        } => {
+            emit_to(node, &socket, id, volatile, &packet);
         }
         SocketCommand::EmitWithAck {
             data,
@@ -230,6 +249,46 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
 /// the order they came).
 fn forward(node: &Node, to: GatewayId, message: &Message) {
     node.command_bytes(to, message.reply.clone(), message.payload.clone());
+}
+
+/// `socket.emit`: delivered once per emit id (with recovery over NATS it
+/// may come again, read back from JetStream); false for a copy.
+fn emit_to(
+    node: &Arc<Node>,
+    socket: &Socket,
+    id: EmitId,
+    volatile: bool,
+    packet: &EncodedPacket,
+) -> bool {
+    if node.durable.get().is_some() && !node.registry.first_sight(id) {
+        return false;
+    }
+    if let Some(framed) = delivery::frame(node, id, packet, volatile) {
+        delivery::deliver(node, socket, Some(id), &framed, volatile);
+    }
+    true
+}
+
+/// An emit on `P.to.<this gateway>` read back from JetStream (or held
+/// while the bus was away), delivered unless it reached here before;
+/// true if it was new.
+pub(crate) fn replayed(node: &Arc<Node>, payload: &bytes::Bytes) -> bool {
+    match envelope::decode_owned::<Command>(payload) {
+        Ok(Command::Broadcast(emit)) => delivery::deliver_emit(node, &emit),
+        Ok(Command::Socket {
+            socket,
+            action:
+                SocketCommand::Emit {
+                    id,
+                    volatile,
+                    packet,
+                },
+        }) => node
+            .registry
+            .socket(&socket)
+            .is_some_and(|s| emit_to(node, &s, id, volatile, &packet)),
+        _ => false,
+    }
 }
 
 /// A broadcast that targets sockets handed over by id goes on to their
@@ -307,7 +366,7 @@ pub(crate) async fn inherit(node: Weak<Node>, mut heartbeats: sio_bus::Subscript
             if last.elapsed() < every * 3 {
                 continue;
             }
-            let Ok(sub) = n.bus.subscribe(n.subjects.gateway(owner)).await else {
+            let Ok(sub) = n.bus.subscribe(n.subjects.served(owner)).await else {
                 continue;
             };
             tracing::info!(gateway = %owner, "serving the sockets a dead gateway handed over");

@@ -75,7 +75,7 @@ fn interest(node: &Arc<Node>, target: Target<'_>) -> Interest {
 
 fn on_emit(node: &Arc<Node>, payload: &bytes::Bytes) {
     node.metrics.emits_received.inc();
-    match node.registry.offer(payload.clone()) {
+    match node.registry.offer(payload.clone(), false) {
         Hold::Pass(payload) => deliver_payload(node, &payload),
         Hold::Held => {}
         Hold::Full => node.metrics.drop("held_overflow"),

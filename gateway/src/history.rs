@@ -1,9 +1,8 @@
 //! The emits JetStream keeps while connection state recovery is on over
-//! NATS (stream `<prefix>_emits`: every room and namespace emit, for the
-//! recovery window), read back for a socket whose gateway died: what
-//! reached its rooms and its namespace after the last packet its client
-//! had. Emits to its id went to its gateway's `P.gw` subject, which the
-//! stream does not keep (see [`sio_protocol::subject::Subjects::emits`]).
+//! NATS (stream `<prefix>_emits`: every room, namespace and socket-id
+//! emit, for the recovery window), read back for a socket whose gateway
+//! died: what reached its rooms and its namespace after the last packet
+//! its client had, and what was emitted to its id (`P.to.<gateway>`).
 //!
 //! And for this gateway, when the bus comes back after it was away (a
 //! NATS restart): what core NATS did not deliver meanwhile is read back
@@ -14,9 +13,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
-use sio_protocol::envelope::{Emit, EmitId};
+use sio_protocol::envelope::{self, Command, Emit, EmitId, SocketCommand};
+use sio_protocol::id::GatewayId;
 use sio_protocol::socketio::recovery::Offset;
 
+use crate::command;
 use crate::delivery::{self, Framed};
 use crate::node::Node;
 use crate::records::Durable;
@@ -27,13 +28,15 @@ const READ: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What `socket` (subscribed here already, so that what comes next
 /// reaches it live) was sent since `since` after the emit `after` names
-/// (all of it without one), framed, oldest first. `None` if the stream
-/// cannot say: it was not read to its end in time, or `after` is not in
-/// it (too old, or not an emit it keeps).
+/// (all of it without one), framed, oldest first; `host` is the dead
+/// gateway it lived on. `None` if the stream cannot say: it was not read
+/// to its end in time, or `after` is not in it (too old, or not an emit
+/// it keeps).
 pub(crate) async fn missed(
     node: &Arc<Node>,
     durable: &Durable,
     socket: &Socket,
+    host: GatewayId,
     since: SystemTime,
     after: Option<Offset>,
 ) -> Option<Vec<(EmitId, Framed)>> {
@@ -41,9 +44,15 @@ pub(crate) async fn missed(
     let ns = &socket.ns;
     let mut subjects: Vec<String> = rooms.iter().map(|r| node.subjects.room(ns, r)).collect();
     subjects.push(node.subjects.namespace(ns));
+    // Emits to its id went to the gateway it names, `socket.emit` to the
+    // one that held it.
+    let to: HashSet<String> = [socket.id.gateway(), host]
+        .map(|g| node.subjects.emits_to(g))
+        .into();
+    let filter = subjects.iter().chain(&to).cloned().collect();
     let mut replay = durable
         .emits
-        .replay(subjects.clone(), since)
+        .replay(filter, since)
         .await
         .map_err(|error| tracing::warn!(%error, "cannot read the emits back"))
         .ok()?;
@@ -56,14 +65,26 @@ pub(crate) async fn missed(
         markers.insert(id);
         node.publish_now(subject, bytes).await;
     }
+    for subject in &to {
+        let (id, bytes) = delivery::marker(ns)?;
+        let emit: Emit = envelope::decode_owned(&bytes).ok()?;
+        let bytes = envelope::encode(&Command::Broadcast(emit)).ok()?;
+        markers.insert(id);
+        node.publish_now(subject.clone(), bytes.into()).await;
+    }
     let mut seen = HashSet::new();
     let mut sent: Vec<Emit> = Vec::new();
     let deadline = tokio::time::Instant::now() + READ;
     while !markers.is_empty() {
-        let Some(emit) = next(&mut replay, deadline).await else {
+        let Some(message) = next(&mut replay, deadline).await else {
             tracing::warn!("the emits were not read back in time");
             return None;
         };
+        let emit = match to.contains(&message.subject) {
+            true => to_socket(socket, &message.payload),
+            false => Emit::decode_shared(&message.payload).ok(),
+        };
+        let Some(emit) = emit else { continue };
         if markers.remove(&emit.id) || !for_socket(socket, &rooms, &emit) {
             continue;
         }
@@ -83,17 +104,40 @@ pub(crate) async fn missed(
     Some(framed)
 }
 
-/// The next emit read back (what is not one is skipped); `None` past
-/// `deadline` or if the replay broke off.
-async fn next(replay: &mut sio_bus::Replay, deadline: tokio::time::Instant) -> Option<Emit> {
-    loop {
-        let message = tokio::time::timeout_at(deadline, replay.next()).await;
-        let Ok(Some(Ok(message))) = message else {
-            return None;
-        };
-        if let Ok(emit) = Emit::decode_shared(&message.payload) {
-            return Some(emit);
-        }
+/// The next message read back; `None` past `deadline` or if the replay
+/// broke off.
+async fn next(
+    replay: &mut sio_bus::Replay,
+    deadline: tokio::time::Instant,
+) -> Option<sio_bus::Message> {
+    match tokio::time::timeout_at(deadline, replay.next()).await {
+        Ok(Some(Ok(message))) => Some(message),
+        _ => None,
+    }
+}
+
+/// A `P.to` command as an emit, if it was one for `socket` (or for ids
+/// among which it may be).
+fn to_socket(socket: &Socket, payload: &bytes::Bytes) -> Option<Emit> {
+    match envelope::decode_owned::<Command>(payload).ok()? {
+        Command::Broadcast(emit) => Some(emit),
+        Command::Socket {
+            socket: id,
+            action:
+                SocketCommand::Emit {
+                    id: emit,
+                    volatile,
+                    packet,
+                },
+        } if id == socket.id => Some(Emit {
+            id: emit,
+            ns: socket.ns.clone(),
+            rooms: Vec::new(),
+            except: Vec::new(),
+            volatile,
+            packet,
+        }),
+        _ => None,
     }
 }
 
@@ -153,7 +197,10 @@ async fn catch_up(node: &Arc<Node>, since: SystemTime) -> usize {
     // The client subscribes again as it reconnects: settled before the
     // marker goes out, so what follows it arrives live.
     let _ = tokio::time::timeout(delivery::CATCH_UP, node.bus.flush()).await;
-    let replay = durable.emits.replay(node.subjects.emits(), since).await;
+    let replay = durable
+        .emits
+        .replay(node.subjects.emits_for(node.id), since);
+    let replay = replay.await;
     let mut replay = match replay {
         Ok(replay) => replay,
         Err(error) => {
@@ -167,15 +214,21 @@ async fn catch_up(node: &Arc<Node>, since: SystemTime) -> usize {
     node.publish_now(node.subjects.namespace("/"), bytes).await;
     let mut delivered = 0;
     let deadline = tokio::time::Instant::now() + READ;
+    let own = node.subjects.emits_to(node.id);
     loop {
-        let Some(emit) = next(&mut replay, deadline).await else {
+        let Some(message) = next(&mut replay, deadline).await else {
             tracing::warn!("what was emitted while the bus was away was not read back in time");
             return delivered;
         };
-        if emit.id == marker {
-            return delivered;
-        }
-        if delivery::deliver_emit(node, &emit) {
+        let new = match message.subject == own {
+            true => command::replayed(node, &message.payload),
+            false => match Emit::decode_shared(&message.payload) {
+                Ok(emit) if emit.id == marker => return delivered,
+                Ok(emit) => delivery::deliver_emit(node, &emit),
+                Err(_) => false,
+            },
+        };
+        if new {
             node.metrics.emits_replayed.inc();
             delivered += 1;
         }
@@ -192,8 +245,13 @@ fn release(node: &Arc<Node>) -> usize {
             return released;
         }
         released += held.len();
-        for payload in &held {
-            delivery::deliver_payload(node, payload);
+        for (to_socket, payload) in &held {
+            match to_socket {
+                true => {
+                    command::replayed(node, payload);
+                }
+                false => delivery::deliver_payload(node, payload),
+            }
         }
     }
 }

@@ -105,7 +105,7 @@ impl Gateway {
             tokio::spawn(history::watch(Arc::downgrade(&node)));
         }
         let weak = Arc::downgrade(&node);
-        let commands = node.bus.subscribe(node.subjects.gateway(id)).await?;
+        let commands = node.bus.subscribe(node.subjects.served(id)).await?;
         tokio::spawn(command::serve(
             weak.clone(),
             commands,

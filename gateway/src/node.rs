@@ -432,6 +432,7 @@ impl Node {
         }
         for packet in packets {
             let action = SocketCommand::Emit {
+                id: self.memory.local_id(),
                 volatile: false,
                 packet,
             };

@@ -375,7 +375,7 @@ async fn revive(
         // Everything since it connected.
         None => SystemTime::UNIX_EPOCH + Duration::from_millis(record.socket.handshake.issued),
     };
-    let missed = history::missed(node, durable, &socket, since, recovery.offset).await;
+    let missed = history::missed(node, durable, &socket, host, since, recovery.offset).await;
     let Some(missed) = missed else {
         socket.leave();
         node.registry.remove_socket(&socket.id);

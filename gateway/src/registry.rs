@@ -49,7 +49,9 @@ const HELD_EMITS: usize = 65_536;
 #[derive(Debug, Default)]
 struct Held {
     on: bool,
-    queue: VecDeque<bytes::Bytes>,
+    /// Each with whether it is a `P.to` command (else a room or
+    /// namespace emit).
+    queue: VecDeque<(bool, bytes::Bytes)>,
 }
 
 /// What became of an emit offered while emits may be held.
@@ -161,7 +163,7 @@ impl Registry {
     }
 
     /// An emit just in, held while emits are.
-    pub(crate) fn offer(&self, payload: bytes::Bytes) -> Hold {
+    pub(crate) fn offer(&self, payload: bytes::Bytes, command: bool) -> Hold {
         let mut held = lock(&self.held);
         if !held.on {
             return Hold::Pass(payload);
@@ -169,13 +171,13 @@ impl Registry {
         if held.queue.len() >= HELD_EMITS {
             return Hold::Full;
         }
-        held.queue.push_back(payload);
+        held.queue.push_back((command, payload));
         Hold::Held
     }
 
     /// The emits held so far, taken out; once none is left, emits are
     /// no longer held (so none overtakes those taken).
-    pub(crate) fn unhold(&self) -> Vec<bytes::Bytes> {
+    pub(crate) fn unhold(&self) -> Vec<(bool, bytes::Bytes)> {
         let mut held = lock(&self.held);
         if held.queue.is_empty() {
             held.on = false;

@@ -86,6 +86,7 @@ pub enum Subject {
     Room { ns: String, room: String },
     Namespace { ns: String },
     Gateway(GatewayId),
+    Emits(GatewayId),
     Control,
     Heartbeat,
 }
@@ -174,11 +175,48 @@ impl Subjects {
         self.build("ns", &[ns])
     }
 
-    /// What a recovery may read back: every room and namespace emit. Not
-    /// `P.gw.*`: a stream there would stand in for a gateway that is gone,
-    /// and requests to it would wait instead of failing at once.
+    /// What a recovery may read back: every room, namespace and socket-id
+    /// emit. Not `P.gw.*`: a stream there would stand in for a gateway
+    /// that is gone, and requests to it would wait instead of failing at
+    /// once.
     pub fn emits(&self) -> Vec<String> {
-        vec![self.wildcard("room", ">"), self.wildcard("ns", ">")]
+        vec![
+            self.wildcard("room", ">"),
+            self.wildcard("ns", ">"),
+            self.wildcard("to", "*"),
+        ]
+    }
+
+    /// What one gateway may have missed: every room and namespace emit,
+    /// and the emits to its sockets by id.
+    pub fn emits_for(&self, id: GatewayId) -> Vec<String> {
+        vec![
+            self.wildcard("room", ">"),
+            self.wildcard("ns", ">"),
+            self.emits_to(id),
+        ]
+    }
+
+    /// `P.to.<gateway-id>`: emits for sockets of one gateway by id (a
+    /// broadcast to socket ids, `socket.emit`): plain publishes, never
+    /// requests, so JetStream may keep them.
+    pub fn emits_to(&self, id: GatewayId) -> String {
+        format!("{}.to.{id}", self.prefix)
+    }
+
+    /// What a gateway reads in one ordered loop: `P.gw.<id>` and
+    /// `P.to.<id>` (see [`Subjects::serves`]).
+    pub fn served(&self, id: GatewayId) -> String {
+        format!("{}.*.{id}", self.prefix)
+    }
+
+    /// Whether a subject [`Subjects::served`] matched is a gateway's
+    /// commands or emits (not, say, a namespace spelled like an id).
+    pub fn serves(&self, subject: &str) -> bool {
+        matches!(
+            self.parse(subject),
+            Ok(Subject::Gateway(_) | Subject::Emits(_))
+        )
     }
 
     /// `P.gw.<gateway-id>`: commands for one gateway.
@@ -232,6 +270,7 @@ impl Subjects {
             },
             ["ns", ns] => Subject::Namespace { ns: unescape(ns)? },
             ["gw", id] => Subject::Gateway(id.parse().map_err(|_| unknown())?),
+            ["to", id] => Subject::Emits(id.parse().map_err(|_| unknown())?),
             ["ctl"] => Subject::Control,
             ["hb"] => Subject::Heartbeat,
             _ => return Err(unknown()),

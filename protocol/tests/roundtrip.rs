@@ -204,12 +204,16 @@ fn reason() -> impl Strategy<Value = DisconnectReason> {
 
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        (socket_id(), any::<bool>(), encoded()).prop_map(|(socket, volatile, packet)| {
-            Command::Socket {
+        (socket_id(), any::<u128>(), any::<bool>(), encoded()).prop_map(
+            |(socket, id, volatile, packet)| Command::Socket {
                 socket,
-                action: SocketCommand::Emit { volatile, packet },
+                action: SocketCommand::Emit {
+                    id: EmitId(id),
+                    volatile,
+                    packet,
+                },
             }
-        }),
+        ),
         (socket_id(), ".{0,8}", vec(bytes(), 0..2), any::<u64>()).prop_map(
             |(socket, data, attachments, timeout_ms)| Command::Socket {
                 socket,

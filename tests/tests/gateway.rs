@@ -313,6 +313,7 @@ async fn binary_both_ways(kind: BusKind) {
         Command::Socket {
             socket: socket.parse().unwrap(),
             action: SocketCommand::Emit {
+                id: EmitId(7),
                 volatile: false,
                 packet: packet(
                     r#"51-["file",{"_placeholder":true,"num":0}]"#,
@@ -343,6 +344,7 @@ async fn binary_both_ways(kind: BusKind) {
         Command::Socket {
             socket: polling_socket.parse().unwrap(),
             action: SocketCommand::Emit {
+                id: EmitId(7),
                 volatile: false,
                 packet: packet(
                     r#"51-["file",{"_placeholder":true,"num":0}]"#,
@@ -562,6 +564,7 @@ async fn authorized_namespaces(kind: BusKind) {
                     let hello = Command::Socket {
                         socket: req.socket.id,
                         action: SocketCommand::Emit {
+                            id: EmitId(7),
                             volatile: false,
                             packet: packet(r#"2/auth,["welcome"]"#, vec![]),
                         },

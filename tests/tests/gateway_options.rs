@@ -188,6 +188,7 @@ async fn emit(bus: &Arc<dyn Bus>, socket: SocketId, text: String, volatile: bool
     let emit = Command::Socket {
         socket,
         action: SocketCommand::Emit {
+            id: sio_protocol::envelope::EmitId(7),
             volatile,
             packet: EncodedPacket::from_text(&text, vec![]),
         },

@@ -337,7 +337,7 @@ async fn a_rolling_restart_loses_nothing() {
     let (addrs, mut gateways) = recovering_processes(&nats, 3).await;
     let proxy = Proxy::start(addrs.clone()).await;
     let url = format!("http://{}", proxy.addr);
-    let steady = Steady::start(&nats, &url, "rolling", 20, 1000).await;
+    let steady = Steady::start(&nats, &url, ("rolling", false), 20, 1000).await;
     for (i, addr) in addrs.iter().enumerate() {
         gateways[i].terminate();
         gateways[i] = recovering_process(&nats, *addr, &[]);
@@ -362,7 +362,7 @@ async fn a_killed_gateways_clients_recover_elsewhere() {
     let config = nginx::config("nginx/nginx-round-robin.conf", listen, &addrs);
     let _nginx = Nginx::start(config, listen).await;
     let url = format!("http://{listen}");
-    let steady = Steady::start(&nats, &url, "crash", CLIENTS, 600).await;
+    let steady = Steady::start(&nats, &url, ("crash", false), CLIENTS, 600).await;
     let mut held = Vec::new();
     for addr in &addrs {
         held.push(
@@ -402,7 +402,8 @@ async fn a_killed_gateways_clients_recover_elsewhere() {
 
 /// A NATS restart under a steady emit load: nats-server is killed for 3 s
 /// and started again on its JetStream store while emits go on to the
-/// clients' room (the workers' client buffers them meanwhile). Back on the
+/// clients' room and to each client by socket id (the workers' client
+/// buffers them meanwhile). Back on the
 /// bus, each gateway delivers from JetStream what core NATS dropped while
 /// it was away, before what comes next: every client gets every emit
 /// once, in order, and never loses its connection
@@ -414,7 +415,7 @@ async fn a_nats_restart_loses_nothing() {
     let (addrs, _gateways) = recovering_processes(&nats, 2).await;
     let proxy = Proxy::start(addrs.clone()).await;
     let url = format!("http://{}", proxy.addr);
-    let steady = Steady::start(&nats, &url, "outage", 10, 800).await;
+    let steady = Steady::start(&nats, &url, ("outage", true), 10, 800).await;
     nats.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     nats.restart().unwrap();
@@ -460,8 +461,9 @@ fn recovering_process(nats: &NatsServer, addr: SocketAddr, more: &[&str]) -> Pro
 }
 
 /// Stock clients in room "r" (`tests/js-recovery/<suite>.test.js`) and a
-/// steady stream of `count` emits to it, one every 10 ms, under which the
-/// test takes gateways away.
+/// steady stream of `count` emits to it, one every 10 ms (with `ids`, each
+/// also to every client by socket id), under which the test takes
+/// gateways away.
 struct Steady {
     suite: tokio::task::JoinHandle<()>,
     emitter: tokio::task::JoinHandle<()>,
@@ -470,7 +472,13 @@ struct Steady {
 
 impl Steady {
     /// Returns once the clients joined and the emits began.
-    async fn start(nats: &NatsServer, url: &str, suite: &str, clients: u32, count: u32) -> Self {
+    async fn start(
+        nats: &NatsServer,
+        url: &str,
+        (suite, ids): (&str, bool),
+        clients: u32,
+        count: u32,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let bus = connect(nats).await;
         let running = worker(seen.clone()).start(bus.clone()).await.unwrap();
@@ -493,10 +501,18 @@ impl Steady {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let sockets: Vec<String> = seen.lock().unwrap().connects.keys().cloned().collect();
         let emitter = tokio::spawn(async move {
             let emitter = sio_worker::Emitter::new(bus);
             for n in 0..count {
                 emitter.to("r").emit("n", &("room", n)).await.unwrap();
+                if let (true, Some(first)) = (ids, sockets.first()) {
+                    let to = sockets
+                        .iter()
+                        .skip(1)
+                        .fold(emitter.to(first), |o, s| o.to(s));
+                    to.emit("n", &("id", n)).await.unwrap();
+                }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });

@@ -319,7 +319,7 @@ impl Operators {
         if !owners.is_empty() {
             let command: Bytes = envelope::encode(&Command::Broadcast(emit))?.into();
             for gateway in owners {
-                bus.publish(subjects.gateway(gateway), command.clone())
+                bus.publish(subjects.emits_to(gateway), command.clone())
                     .await?;
             }
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sio_protocol::envelope::{
-    self, AckReply, Command, CommandReply, Delivery, EventReply, Handshake, SocketCommand,
+    self, AckReply, Command, CommandReply, Delivery, EmitId, EventReply, Handshake, SocketCommand,
     SocketContext,
 };
 use sio_protocol::id::{GatewayId, SocketId};
@@ -181,11 +181,12 @@ impl Socket {
         let command = Command::Socket {
             socket: self.id(),
             action: SocketCommand::Emit {
+                id: EmitId::random()?,
                 volatile: false,
                 packet: args::event_packet(self.ns(), event, args)?,
             },
         };
-        let subject = self.emitter().subjects.gateway(self.gateway());
+        let subject = self.emitter().subjects.emits_to(self.gateway());
         Ok(self
             .emitter()
             .bus
@@ -201,11 +202,12 @@ impl Socket {
         let command = Command::Socket {
             socket: self.id(),
             action: SocketCommand::Emit {
+                id: EmitId::random()?,
                 volatile: false,
                 packet: args::encode(self.ns(), event)?,
             },
         };
-        let subject = self.emitter().subjects.gateway(self.gateway());
+        let subject = self.emitter().subjects.emits_to(self.gateway());
         Ok(self
             .emitter()
             .bus

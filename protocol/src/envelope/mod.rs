@@ -447,8 +447,10 @@ pub enum QueuedFrame {
 /// What a [`Command::Socket`] asks of the socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SocketCommand {
-    /// Emit to the socket.
+    /// Emit to the socket (`socket.emit`), on the gateway's `P.to`
+    /// subject; `id` is its offset, as an emit's.
     Emit {
+        id: EmitId,
         volatile: bool,
         packet: EncodedPacket,
     },
@@ -772,6 +774,7 @@ mod tests {
             Command::Socket {
                 socket: id,
                 action: SocketCommand::Emit {
+                    id: EmitId(7),
                     volatile: false,
                     packet: packet.clone()
                 }
