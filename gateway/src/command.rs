@@ -331,7 +331,6 @@ pub(crate) fn emit_with_ack(
 /// again is given its subject back.
 pub(crate) async fn inherit(node: Weak<Node>, mut heartbeats: sio_bus::Subscription) {
     let mut heard: HashMap<GatewayId, (Instant, Duration)> = HashMap::new();
-    let mut inherited: HashMap<GatewayId, tokio::task::AbortHandle> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -342,8 +341,8 @@ pub(crate) async fn inherit(node: Weak<Node>, mut heartbeats: sio_bus::Subscript
                 };
                 let every = Duration::from_millis(presence.interval_ms.max(100));
                 heard.insert(presence.gateway, (Instant::now(), every));
-                if let Some(task) = inherited.remove(&presence.gateway) {
-                    task.abort();
+                if let Some(node) = node.upgrade() {
+                    node.registry.disinherit(presence.gateway);
                 }
             }
             _ = tick.tick() => {}
@@ -355,7 +354,7 @@ pub(crate) async fn inherit(node: Weak<Node>, mut heartbeats: sio_bus::Subscript
             owners.contains(gateway) || last.elapsed() < *every * 10
         });
         for owner in owners {
-            if inherited.contains_key(&owner) {
+            if n.registry.inherits(owner) {
                 continue;
             }
             // Never heard (it died before this gateway listened): as if
@@ -366,12 +365,29 @@ pub(crate) async fn inherit(node: Weak<Node>, mut heartbeats: sio_bus::Subscript
             if last.elapsed() < every * 3 {
                 continue;
             }
-            let Ok(sub) = n.bus.subscribe(n.subjects.served(owner)).await else {
-                continue;
-            };
-            tracing::info!(gateway = %owner, "serving the sockets a dead gateway handed over");
-            let task = tokio::spawn(serve(node.clone(), sub, None));
-            inherited.insert(owner, task.abort_handle());
+            serve_gone_now(&n, owner).await;
         }
+    }
+}
+
+/// Serves the subjects of `owner`, a gateway that is gone, for the
+/// sockets of it this gateway holds (once; a recovery from its record
+/// does it at once, so that nothing emitted to the socket by id falls
+/// between the stream read back and the live subscription).
+pub(crate) fn serve_gone(node: Arc<Node>, owner: GatewayId) -> BoxFuture<'static, ()> {
+    Box::pin(async move { serve_gone_now(&node, owner).await })
+}
+
+async fn serve_gone_now(node: &Arc<Node>, owner: GatewayId) {
+    if node.registry.inherits(owner) {
+        return;
+    }
+    let Ok(sub) = node.bus.subscribe(node.subjects.served(owner)).await else {
+        return;
+    };
+    let _ = node.bus.flush().await;
+    let task = tokio::spawn(serve(Arc::downgrade(node), sub, None));
+    if node.registry.inherit(owner, task.abort_handle()) {
+        tracing::info!(gateway = %owner, "serving the sockets a dead gateway handed over");
     }
 }

@@ -104,6 +104,7 @@ impl Gateway {
             tokio::spawn(presence::watch(Arc::downgrade(&node), heartbeats));
             tokio::spawn(history::watch(Arc::downgrade(&node)));
         }
+        let _ = node.inherit.set(command::serve_gone);
         let weak = Arc::downgrade(&node);
         let commands = node.bus.subscribe(node.subjects.served(id)).await?;
         tokio::spawn(command::serve(

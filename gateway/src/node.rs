@@ -56,6 +56,10 @@ pub(crate) struct Node {
     /// The sockets' records in JetStream, with connection state recovery
     /// over NATS (set once, at start).
     pub(crate) durable: std::sync::OnceLock<crate::records::Durable>,
+    /// Starts serving the subjects of a gateway that is gone (the command
+    /// loop's, handed in by `lib.rs` so that a recovery need not reach
+    /// across to it).
+    pub(crate) inherit: std::sync::OnceLock<Inherit>,
     /// What sockets keep for connection state recovery, bounded in all.
     pub(crate) memory: crate::recovery::Memory,
     /// Sockets whose transport was lost, waiting for their client.
@@ -72,6 +76,9 @@ pub(crate) struct Seen {
     /// When the bus last came back (`None` if it never went away).
     back: Option<tokio::time::Instant>,
 }
+
+/// See [`Node::inherit`].
+pub(crate) type Inherit = fn(Arc<Node>, GatewayId) -> futures_util::future::BoxFuture<'static, ()>;
 
 /// How long after the bus came back a no-responders answer is not
 /// believed at once: the workers reconnect on their own schedule.
@@ -112,6 +119,7 @@ impl Node {
             memory,
             parked: Mutex::default(),
             durable: std::sync::OnceLock::new(),
+            inherit: std::sync::OnceLock::new(),
             metrics,
             commands,
             registry: Registry::default(),

@@ -363,11 +363,15 @@ async fn revive(
     socket.recovered(record.socket.data.clone());
     let socket = Arc::new(socket);
     // Reachable and subscribed before the stream is read: what is emitted
-    // to it from now on is held here. Commands for its id go to the dead
-    // gateway's subject, which this one serves once presence says so.
-    node.registry.took_from(host);
-    node.registry.took_from(socket.id.gateway());
+    // to it from now on is held here. What is addressed to its id goes to
+    // the dead gateways' subjects, which this one serves from now on.
     node.registry.add_socket(socket.clone());
+    for gone in [host, socket.id.gateway()] {
+        node.registry.took_from(gone);
+        if let (true, Some(inherit)) = (gone != node.id, node.inherit.get()) {
+            inherit(node.clone(), gone).await;
+        }
+    }
     delivery::join(node, &socket, &record.socket.rooms).await;
     let window = ms(node.config.max_disconnection_duration);
     let since = match recovery.offset {

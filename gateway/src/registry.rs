@@ -30,6 +30,8 @@ pub(crate) struct Registry {
     moved: Mutex<Moved>,
     /// The gateways this one took sessions over from.
     owners: Mutex<HashSet<GatewayId>>,
+    /// Those whose subjects it serves (they are gone), and the task.
+    inherited: Mutex<HashMap<GatewayId, tokio::task::AbortHandle>>,
     markers: Mutex<HashMap<EmitId, oneshot::Sender<()>>>,
     /// How many markers are awaited: an emit looks them up only then.
     awaited: AtomicUsize,
@@ -198,6 +200,30 @@ impl Registry {
     /// This gateway took a session of `owner` over.
     pub(crate) fn took_from(&self, owner: GatewayId) {
         lock(&self.owners).insert(owner);
+    }
+
+    /// Whether this gateway serves `owner`'s subjects.
+    pub(crate) fn inherits(&self, owner: GatewayId) -> bool {
+        lock(&self.inherited).contains_key(&owner)
+    }
+
+    /// Notes the task serving `owner`'s subjects; false (and the task
+    /// stopped) if one did already.
+    pub(crate) fn inherit(&self, owner: GatewayId, task: tokio::task::AbortHandle) -> bool {
+        let mut inherited = lock(&self.inherited);
+        if inherited.contains_key(&owner) {
+            task.abort();
+            return false;
+        }
+        inherited.insert(owner, task);
+        true
+    }
+
+    /// `owner` is alive after all: its subjects are its own again.
+    pub(crate) fn disinherit(&self, owner: GatewayId) {
+        if let Some(task) = lock(&self.inherited).remove(&owner) {
+            task.abort();
+        }
     }
 
     pub(crate) fn owners(&self) -> Vec<GatewayId> {
