@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sio_bus::Message;
 use sio_protocol::envelope::{
-    self, AckReply, Command, CommandReply, Emit, EmitId, EncodedPacket, Presence, SocketCommand,
+    self, AckReply, Command, CommandReply, Emit, Presence, SocketCommand,
 };
 use sio_protocol::id::{GatewayId, Sid, SocketId};
 use sio_protocol::socketio::{Event, Kind, Packet};
@@ -201,7 +201,7 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
             volatile,
             packet,
         } => {
-            emit_to(node, &socket, id, volatile, &packet);
+            delivery::emit_to(node, &socket, id, volatile, &packet);
         }
         SocketCommand::EmitWithAck {
             data,
@@ -249,46 +249,6 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
 /// the order they came).
 fn forward(node: &Node, to: GatewayId, message: &Message) {
     node.command_bytes(to, message.reply.clone(), message.payload.clone());
-}
-
-/// `socket.emit`: delivered once per emit id (with recovery over NATS it
-/// may come again, read back from JetStream); false for a copy.
-fn emit_to(
-    node: &Arc<Node>,
-    socket: &Socket,
-    id: EmitId,
-    volatile: bool,
-    packet: &EncodedPacket,
-) -> bool {
-    if node.durable.get().is_some() && !node.registry.first_sight(id) {
-        return false;
-    }
-    if let Some(framed) = delivery::frame(node, id, packet, volatile) {
-        delivery::deliver(node, socket, Some(id), &framed, volatile);
-    }
-    true
-}
-
-/// An emit on `P.to.<this gateway>` read back from JetStream (or held
-/// while the bus was away), delivered unless it reached here before;
-/// true if it was new.
-pub(crate) fn replayed(node: &Arc<Node>, payload: &bytes::Bytes) -> bool {
-    match envelope::decode_owned::<Command>(payload) {
-        Ok(Command::Broadcast(emit)) => delivery::deliver_emit(node, &emit),
-        Ok(Command::Socket {
-            socket,
-            action:
-                SocketCommand::Emit {
-                    id,
-                    volatile,
-                    packet,
-                },
-        }) => node
-            .registry
-            .socket(&socket)
-            .is_some_and(|s| emit_to(node, &s, id, volatile, &packet)),
-        _ => false,
-    }
 }
 
 /// A broadcast that targets sockets handed over by id goes on to their

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use axum::extract::ws::Utf8Bytes;
 use sio_protocol::engineio;
-use sio_protocol::envelope::{Emit, EmitId, EncodedPacket};
+use sio_protocol::envelope::{self, Command, Emit, EmitId, EncodedPacket, SocketCommand};
 use sio_protocol::socketio::recovery::with_offset;
 use tokio::sync::watch;
 
@@ -170,6 +170,46 @@ pub(crate) fn frame(
         Ok(entry) => Framed::Kept(entry),
         Err(frames) => Framed::Over(frames),
     })
+}
+
+/// `socket.emit`: delivered once per emit id (with recovery over NATS it
+/// may come again, read back from JetStream); false for a copy.
+pub(crate) fn emit_to(
+    node: &Arc<Node>,
+    socket: &Socket,
+    id: EmitId,
+    volatile: bool,
+    packet: &EncodedPacket,
+) -> bool {
+    if node.durable.get().is_some() && !node.registry.first_sight(id) {
+        return false;
+    }
+    if let Some(framed) = frame(node, id, packet, volatile) {
+        deliver(node, socket, Some(id), &framed, volatile);
+    }
+    true
+}
+
+/// An emit on `P.to.<this gateway>` read back from JetStream (or held
+/// while the bus was away), delivered unless it reached here before;
+/// true if it was new.
+pub(crate) fn replayed(node: &Arc<Node>, payload: &bytes::Bytes) -> bool {
+    match envelope::decode_owned::<Command>(payload) {
+        Ok(Command::Broadcast(emit)) => deliver_emit(node, &emit),
+        Ok(Command::Socket {
+            socket,
+            action:
+                SocketCommand::Emit {
+                    id,
+                    volatile,
+                    packet,
+                },
+        }) => node
+            .registry
+            .socket(&socket)
+            .is_some_and(|s| emit_to(node, &s, id, volatile, &packet)),
+        _ => false,
+    }
 }
 
 /// Queues an emit's frames for one socket. A volatile emit is dropped for

@@ -17,7 +17,6 @@ use sio_protocol::envelope::{self, Command, Emit, EmitId, SocketCommand};
 use sio_protocol::id::GatewayId;
 use sio_protocol::socketio::recovery::Offset;
 
-use crate::command;
 use crate::delivery::{self, Framed};
 use crate::node::Node;
 use crate::records::Durable;
@@ -221,7 +220,7 @@ async fn catch_up(node: &Arc<Node>, since: SystemTime) -> usize {
             return delivered;
         };
         let new = match message.subject == own {
-            true => command::replayed(node, &message.payload),
+            true => delivery::replayed(node, &message.payload),
             false => match Emit::decode_shared(&message.payload) {
                 Ok(emit) if emit.id == marker => return delivered,
                 Ok(emit) => delivery::deliver_emit(node, &emit),
@@ -248,7 +247,7 @@ fn release(node: &Arc<Node>) -> usize {
         for (to_socket, payload) in &held {
             match to_socket {
                 true => {
-                    command::replayed(node, payload);
+                    delivery::replayed(node, payload);
                 }
                 false => delivery::deliver_payload(node, payload),
             }

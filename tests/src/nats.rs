@@ -221,6 +221,18 @@ impl NatsServer {
         }
     }
 
+    /// Shuts the server down as an operator's restart does (SIGTERM: it
+    /// writes out its JetStream store first); clients see the connection
+    /// drop.
+    pub fn shut_down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts the server again on the same port.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.stop();
