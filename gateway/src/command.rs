@@ -27,7 +27,8 @@ use crate::{delivery, event, handover, recover};
 /// layer's, handed in so that this file need not reach up to it).
 pub(crate) type Poll = fn(Arc<Node>, Sid, bool, bytes::Bytes) -> BoxFuture<'static, CommandReply>;
 
-/// Serves `P.gw.<id>` until the bus goes away: this gateway's own, or
+/// Serves `P.gw.<id>` and `P.to.<id>` (one subscription, in order) until
+/// the bus goes away: this gateway's own, or
 /// (`poll` `None`) that of a gateway that died after handing sessions over
 /// to this one, for the sockets it holds of them (another heir may hold
 /// the others: it stays silent on those).

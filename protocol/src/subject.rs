@@ -213,10 +213,11 @@ impl Subjects {
     /// Whether a subject [`Subjects::served`] matched is a gateway's
     /// commands or emits (not, say, a namespace spelled like an id).
     pub fn serves(&self, subject: &str) -> bool {
-        matches!(
-            self.parse(subject),
-            Ok(Subject::Gateway(_) | Subject::Emits(_))
-        )
+        // Three tokens (the wildcard's), so `P.gw.<x>` or `P.to.<x>`.
+        let rest = subject
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('.'));
+        rest.is_some_and(|r| r.starts_with("gw.") || r.starts_with("to."))
     }
 
     /// `P.gw.<gateway-id>`: commands for one gateway.
