@@ -233,8 +233,15 @@ pub(crate) fn deliver(
 /// everything the bus routed to it on a subject before: it comes back
 /// behind all of it ([`crate::registry::Registry::marker`]).
 pub(crate) fn marker(ns: &str) -> Option<(EmitId, Bytes)> {
+    let emit = marker_emit(ns)?;
+    let bytes = sio_protocol::envelope::encode(&emit).ok()?;
+    Some((emit.id, bytes.into()))
+}
+
+/// [`marker`], not yet encoded.
+pub(crate) fn marker_emit(ns: &str) -> Option<Emit> {
     let id = EmitId::random().ok()?;
-    let emit = Emit {
+    Some(Emit {
         id,
         ns: ns.to_owned(),
         // A room nobody is in.
@@ -242,9 +249,7 @@ pub(crate) fn marker(ns: &str) -> Option<(EmitId, Bytes)> {
         except: Vec::new(),
         volatile: true,
         packet: EncodedPacket::from_text("2[\"marker\"]", Vec::new()),
-    };
-    let bytes = sio_protocol::envelope::encode(&emit).ok()?;
-    Some((id, bytes.into()))
+    })
 }
 
 /// The Engine.IO frames of a packet a worker encoded, sharing its bytes;

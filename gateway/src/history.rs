@@ -20,6 +20,7 @@ use sio_protocol::socketio::recovery::Offset;
 use crate::delivery::{self, Framed};
 use crate::node::Node;
 use crate::records::Durable;
+use crate::recovery::Bounds;
 use crate::socket::Socket;
 
 /// How long reading the stream back may take.
@@ -28,9 +29,9 @@ const READ: std::time::Duration = std::time::Duration::from_secs(5);
 /// What `socket` (subscribed here already, so that what comes next
 /// reaches it live) was sent since `since` after the emit `after` names
 /// (all of it without one), framed, oldest first; `host` is the dead
-/// gateway it lived on. `None` if the stream cannot say: it was not read
-/// to its end in time, or `after` is not in it (too old, or not an emit
-/// it keeps).
+/// gateway it lived on. `None` if the stream cannot say (it was not read
+/// to its end in time, or `after` is not in it: too old, or not an emit
+/// it keeps), or if more follow `after` than `--recovery-packets`.
 pub(crate) async fn missed(
     node: &Arc<Node>,
     durable: &Durable,
@@ -65,12 +66,15 @@ pub(crate) async fn missed(
         node.publish_now(subject, bytes).await;
     }
     for subject in &to {
-        let (id, bytes) = delivery::marker(ns)?;
-        let emit: Emit = envelope::decode_owned(&bytes).ok()?;
+        let emit = delivery::marker_emit(ns)?;
+        markers.insert(emit.id);
         let bytes = envelope::encode(&Command::Broadcast(emit)).ok()?;
-        markers.insert(id);
         node.publish_now(subject.clone(), bytes.into()).await;
     }
+    // Only what follows the client's last packet is kept, at most as many
+    // as a socket keeps here (past it, behind: not recoverable).
+    let bound = Bounds::of(&node.config).packets;
+    let mut placed = after.is_none();
     let mut seen = HashSet::new();
     let mut sent: Vec<Emit> = Vec::new();
     let deadline = tokio::time::Instant::now() + READ;
@@ -87,16 +91,22 @@ pub(crate) async fn missed(
         if markers.remove(&emit.id) || !for_socket(socket, &rooms, &emit) {
             continue;
         }
-        if seen.insert(emit.id) {
-            sent.push(emit);
+        if !seen.insert(emit.id) {
+            continue;
         }
+        if !placed {
+            placed = after == Some(emit.id.offset());
+            continue;
+        }
+        if sent.len() == bound {
+            return None;
+        }
+        sent.push(emit);
     }
-    let start = match after {
-        Some(offset) => sent.iter().position(|e| e.id.offset() == offset)? + 1,
-        None => 0,
-    };
+    if !placed {
+        return None;
+    }
     let framed = sent
-        .get(start..)?
         .iter()
         .filter_map(|e| Some((e.id, delivery::frame(node, e.id, &e.packet, false)?)))
         .collect();
@@ -169,7 +179,9 @@ pub(crate) async fn watch(node: Weak<Node>) {
         if seen.wait_for(|s| !s.up).await.is_err() {
             return;
         }
-        let since = SystemTime::now() - MARGIN;
+        let since = SystemTime::now()
+            .checked_sub(MARGIN)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let Some(n) = node.upgrade() else { return };
         n.registry.hold();
         drop(n);

@@ -375,10 +375,14 @@ async fn revive(
     delivery::join(node, &socket, &record.socket.rooms).await;
     let window = ms(node.config.max_disconnection_duration);
     let since = match recovery.offset {
-        Some(_) => SystemTime::now() - window,
+        Some(_) => SystemTime::now().checked_sub(window),
         // Everything since it connected.
-        None => SystemTime::UNIX_EPOCH + Duration::from_millis(record.socket.handshake.issued),
-    };
+        None => {
+            let issued = Duration::from_millis(record.socket.handshake.issued);
+            SystemTime::UNIX_EPOCH.checked_add(issued)
+        }
+    }
+    .unwrap_or(SystemTime::UNIX_EPOCH);
     let missed = history::missed(node, durable, &socket, host, since, recovery.offset).await;
     let Some(missed) = missed else {
         socket.leave();
