@@ -303,6 +303,13 @@ enum Heard {
 
 /// Listens to one hand-over (of the batch's events from `base`) until all
 /// are done or the worker is silent a lease long.
+///
+/// A lease that runs out while the bus is away, or just after it came
+/// back, is given again once the bus is up: the worker could not speak,
+/// and what it said meanwhile (its emits, then its `Done`) is on its way
+/// as it reconnects. Handing the events to another worker then would run
+/// them twice and let the first worker's late emits arrive after the
+/// second's, out of order.
 async fn listen(
     node: &Arc<Node>,
     listener: &mut Listener,
@@ -311,8 +318,17 @@ async fn listen(
 ) -> Heard {
     let lease = ms(node.config.event_lease);
     while batch.done < batch.events.len() {
-        let Ok(Some(message)) = tokio::time::timeout(lease, listener.rx.recv()).await else {
-            return Heard::Silent;
+        let message = match tokio::time::timeout(lease, listener.rx.recv()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Heard::Silent,
+            Err(_) if node.unsettled() => {
+                let until = Instant::now() + ms(node.config.event_timeout);
+                if !node.bus_ready(until).await {
+                    return Heard::Silent;
+                }
+                continue;
+            }
+            Err(_) => return Heard::Silent,
         };
         if message.no_responders {
             return Heard::NoResponders;

@@ -80,8 +80,9 @@ pub(crate) struct Seen {
 /// See [`Node::inherit`].
 pub(crate) type Inherit = fn(Arc<Node>, GatewayId) -> futures_util::future::BoxFuture<'static, ()>;
 
-/// How long after the bus came back a no-responders answer is not
-/// believed at once: the workers reconnect on their own schedule.
+/// How long after the bus came back a no-responders answer, or a worker's
+/// silence, is not believed at once: the workers reconnect on their own
+/// schedule (at most 2 s apart, `sio_bus`'s backoff).
 const SETTLE: Duration = Duration::from_secs(3);
 /// Most events remembered as opted out of order.
 const MAX_UNORDERED: usize = 4096;
@@ -170,6 +171,12 @@ impl Node {
             .borrow()
             .back
             .is_some_and(|t| t.elapsed() < SETTLE)
+    }
+
+    /// Whether the bus is away or came back moments ago: a worker's
+    /// silence may be the bus's, not the worker's.
+    pub(crate) fn unsettled(&self) -> bool {
+        !self.seen.borrow().up || self.settling()
     }
 
     /// Looked up per client event, without allocating.

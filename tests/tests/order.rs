@@ -29,6 +29,7 @@ use sio_protocol::envelope;
 use sio_protocol::subject::Subjects;
 use sio_tests::harness::npm_ci;
 use sio_tests::process::{Process, free_addr, ready};
+use sio_tests::proxy::Proxy;
 use sio_tests::raw::{WAIT, Ws, http, metrics};
 use sio_tests::{BusKind, NatsServer, TestGateway, test_config};
 
@@ -289,15 +290,31 @@ async fn a_killed_worker_loses_no_event() {
 /// never as reordering, and every sequence's last emit reaches everyone.
 /// An emit may also arrive twice as it was (counted as repeated, allowed
 /// here only).
+///
+/// One worker reaches NATS through a proxy that keeps it away 1.5 s
+/// longer, and the server is killed while that worker holds an event: its
+/// handler emits and finishes during the outage, and what it said goes out
+/// only as it reconnects. The gateway waits for it (the lease ran out while
+/// the bus was away) rather than handing the event to the other worker,
+/// whose emits of it and of the next events would arrive first (reordered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_restart_loses_no_event() {
     let _serial = SERIAL.lock().await;
     let mut nats = NatsServer::start().unwrap();
     let (_gws, addrs) = gateways(&nats.url(), 1_000).await;
-    let _workers = workers(&nats.url(), 2, false);
+    let proxy = Proxy::start(vec![nats.addr()]).await;
+    let late = Process::start(
+        env!("CARGO_BIN_EXE_order-worker"),
+        &[&format!("nats://{}", proxy.addr), "2", "300"],
+    );
+    late.expect("serving");
+    let _other = workers(&nats.url(), 1, false);
     // 200 events 20 ms apart: 4 s of sending, the outage in the middle.
     let load = clients(&addrs, 20);
     past(&load, 0.1);
+    late.skip_printed();
+    late.expect("holding");
+    proxy.hold();
     nats.stop();
     for &g in &addrs {
         until_ready(g, false).await;
@@ -307,6 +324,8 @@ async fn a_nats_restart_loses_no_event() {
     for &g in &addrs {
         until_ready(g, true).await;
     }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    proxy.release();
     let summary = summary(&load);
     summary.assert_handled(CLIENTS, EVENTS);
 }
