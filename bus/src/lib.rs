@@ -117,6 +117,18 @@ impl std::fmt::Display for Operation {
     }
 }
 
+/// How [`Bus::publish_kept`] has a message kept.
+#[derive(Debug, Clone)]
+pub struct Keep {
+    /// The stream that keeps the subject (when it exists).
+    pub stream: String,
+    /// The message's id (`Nats-Msg-Id`): the same message sent again is
+    /// stored once.
+    pub id: String,
+    /// How long to go on sending it.
+    pub within: Duration,
+}
+
 /// Whether the bus can carry messages right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -170,6 +182,21 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
         reply: String,
         payload: Bytes,
     ) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Publishes a message that a stream of the durable layer may keep (an
+    /// emit): while `keep.stream` exists, resolves once it has stored the
+    /// message, sent again under `keep.id` (the stream drops a repeat)
+    /// until it has, or `keep.within` ran out. Without that stream, and on
+    /// the in-process bus, a plain [`Bus::publish`].
+    fn publish_kept(
+        &self,
+        subject: String,
+        payload: Bytes,
+        keep: Keep,
+    ) -> BoxFuture<'_, Result<(), Error>> {
+        let _ = keep;
+        self.publish(subject, payload)
+    }
 
     /// Receives every message on subjects matching `subject`.
     fn subscribe(&self, subject: String) -> BoxFuture<'_, Result<Subscription, Error>>;

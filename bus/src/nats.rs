@@ -12,7 +12,8 @@ use futures_util::future::BoxFuture;
 use std::sync::Arc;
 
 use crate::{
-    Bus, Error, Kv, KvConfig, KvEntry, Operation, Replay, State, Stream, StreamConfig, Subscription,
+    Bus, Error, Keep, Kv, KvConfig, KvEntry, Operation, Replay, State, Stream, StreamConfig,
+    Subscription,
 };
 
 /// The pause before each reconnect attempt grows by this much…
@@ -48,7 +49,31 @@ pub struct NatsOptions {
 #[derive(Debug, Clone)]
 pub struct NatsBus {
     client: async_nats::Client,
+    /// For [`Bus::publish_kept`], whose answers wait [`KEPT_ATTEMPT`].
+    jetstream: async_nats::jetstream::Context,
+    kept: Arc<Kept>,
 }
+
+/// Whether the stream [`Bus::publish_kept`] was last asked about exists,
+/// and until when that answer holds.
+#[derive(Debug, Default)]
+struct Kept(std::sync::Mutex<Option<(String, bool, tokio::time::Instant)>>);
+
+impl Kept {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(String, bool, tokio::time::Instant)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How long one stored publish may wait for the stream's answer before
+/// it is sent again.
+const KEPT_ATTEMPT: Duration = Duration::from_secs(2);
+/// The pause before a stored publish that failed is sent again.
+const KEPT_RETRY: Duration = Duration::from_millis(100);
+/// How long an answer to whether a stream exists holds.
+const KEPT_RECHECK: Duration = Duration::from_secs(5);
 
 impl NatsBus {
     /// Starts connecting. Returns at once even if no server is reachable
@@ -110,7 +135,13 @@ impl NatsBus {
             .connect(addrs)
             .await
             .map_err(nats(Operation::Connect))?;
-        Ok(Self { client })
+        let mut jetstream = async_nats::jetstream::new(client.clone());
+        jetstream.set_timeout(KEPT_ATTEMPT);
+        Ok(Self {
+            client,
+            jetstream,
+            kept: Arc::default(),
+        })
     }
 
     /// The underlying client, for what the trait does not cover.
@@ -146,6 +177,15 @@ impl Bus for NatsBus {
                 .await
                 .map_err(nats(Operation::Publish))
         })
+    }
+
+    fn publish_kept(
+        &self,
+        subject: String,
+        payload: Bytes,
+        keep: Keep,
+    ) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(self.store(subject, payload, keep))
     }
 
     fn publish_with_reply(
@@ -370,11 +410,74 @@ impl Kv for NatsKv {
 struct NatsStream(async_nats::jetstream::stream::Stream);
 
 impl NatsBus {
+    /// [`Bus::publish_kept`]: a JetStream publish with the id as its
+    /// `Nats-Msg-Id`, sent again until the stream says it has it. Only to
+    /// a stream known to exist: without one, the subject's subscribers
+    /// would take the publish and nobody would answer it.
+    async fn store(&self, subject: String, payload: Bytes, keep: Keep) -> Result<(), Error> {
+        use async_nats::jetstream::message::PublishMessage;
+        if !self.keeps(&keep.stream).await {
+            return self.publish(subject, payload).await;
+        }
+        let deadline = tokio::time::Instant::now() + keep.within;
+        loop {
+            let publish = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&keep.id);
+            let stored = match self.jetstream.send_publish(subject.clone(), publish).await {
+                Ok(ack) => ack.await.map(drop),
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() + KEPT_RETRY >= deadline => {
+                    return Err(nats(Operation::Publish)(e));
+                }
+                // Away, or back and not serving the stream yet.
+                Err(_) => tokio::time::sleep(KEPT_RETRY).await,
+            }
+        }
+    }
+
+    /// Whether `stream` exists, as last heard (asked again every few
+    /// seconds; a question the server cannot answer now keeps the last
+    /// answer).
+    async fn keeps(&self, stream: &str) -> bool {
+        use async_nats::jetstream::context::{GetStreamErrorKind, RequestErrorKind};
+        let now = tokio::time::Instant::now();
+        let known = self.kept.lock().clone().filter(|(name, ..)| name == stream);
+        if let Some((_, exists, _)) = known.as_ref().filter(|(.., until)| now < *until) {
+            return *exists;
+        }
+        let heard = match self.jetstream.get_stream(stream).await {
+            Ok(_) => Some(true),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(_) => Some(false),
+                GetStreamErrorKind::Request => {
+                    let source = std::error::Error::source(&e);
+                    let request = source.and_then(|s| {
+                        s.downcast_ref::<async_nats::jetstream::context::RequestError>()
+                    });
+                    // No JetStream at all.
+                    request
+                        .filter(|r| r.kind() == RequestErrorKind::NoResponders)
+                        .map(|_| false)
+                }
+                _ => Some(false),
+            },
+        };
+        let exists = heard.or(known.map(|(_, e, _)| e)).unwrap_or(false);
+        *self.kept.lock() = Some((stream.to_owned(), exists, now + KEPT_RECHECK));
+        exists
+    }
+
     async fn open_stream(&self, config: StreamConfig) -> Result<Arc<dyn Stream>, Error> {
         use async_nats::jetstream::stream;
         let js = async_nats::jetstream::new(self.client.clone());
+        let name = config.name.clone();
+        // Updated when it exists: a changed window or bound applies.
         let made = js
-            .get_or_create_stream(stream::Config {
+            .create_or_update_stream(stream::Config {
                 name: config.name,
                 subjects: config.subjects,
                 num_replicas: config.replicas,
@@ -382,12 +485,17 @@ impl NatsBus {
                 max_bytes: i64::try_from(config.max_bytes).unwrap_or(i64::MAX),
                 discard: stream::DiscardPolicy::Old,
                 storage: stream::StorageType::File,
-                // Core publishes (requests among them) are kept, never
-                // answered: the stream listens, nobody waits for it.
-                no_ack: true,
+                // A publish with a reply subject is answered once stored
+                // (`Bus::publish_kept`); no request is sent on these
+                // subjects.
+                no_ack: false,
                 ..Default::default()
             })
             .await;
+        let made = match made {
+            Ok(_) => js.get_stream(name).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         match made {
             Ok(stream) => Ok(Arc::new(NatsStream(stream))),
             Err(e) => Err(Error::NoJetStream(e.to_string())),

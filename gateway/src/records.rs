@@ -98,7 +98,7 @@ impl Durable {
         };
         let subjects = Subjects::new(&config.prefix).map_err(|e| NoJetStream(e.to_string()))?;
         let emits = StreamConfig {
-            name: format!("{prefix}_emits"),
+            name: subjects.emits_stream(),
             subjects: subjects.emits(),
             replicas: config.jetstream_replicas,
             max_age: ms(config.max_disconnection_duration) + Duration::from_secs(10),

@@ -187,6 +187,12 @@ impl Subjects {
         ]
     }
 
+    /// The JetStream stream that keeps [`Subjects::emits`]:
+    /// `<prefix>_emits`, a `.` of the prefix as `_`.
+    pub fn emits_stream(&self) -> String {
+        format!("{}_emits", self.prefix.replace('.', "_"))
+    }
+
     /// What one gateway may have missed: every room and namespace emit,
     /// and the emits to its sockets by id.
     pub fn emits_for(&self, id: GatewayId) -> Vec<String> {

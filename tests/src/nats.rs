@@ -221,15 +221,13 @@ impl NatsServer {
         }
     }
 
-    /// Shuts the server down as an operator's restart does (SIGTERM: it
-    /// writes out its JetStream store first); clients see the connection
-    /// drop.
-    pub fn shut_down(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    /// Stops the server where it is (SIGSTOP): clients still write to it,
+    /// it takes nothing in until [`NatsServer::stop`] kills it.
+    pub fn freeze(&self) {
+        if let Some(child) = &self.child {
             let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
+                .args(["-STOP", &child.id().to_string()])
                 .status();
-            let _ = child.wait();
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sio_bus::Bus;
+use sio_bus::{Bus, Keep};
 use sio_protocol::envelope::{
     self, Command, ControlReply, ControlRequest, ControlResult, Emit, EmitId, Handshake, Selector,
     SocketContext,
@@ -297,10 +297,11 @@ impl Operators {
             packet: args::event_packet(&self.ns, event, args)?,
         };
         let subjects = &self.emitter.subjects;
-        let bus = &self.emitter.bus;
+        let id = emit.id;
+        let mut copies = Copies::new(&self.emitter, id, !self.volatile);
         let bytes: Bytes = envelope::encode(&emit)?.into();
         if self.rooms.is_empty() {
-            return Ok(bus.publish(subjects.namespace(&self.ns), bytes).await?);
+            return copies.publish(subjects.namespace(&self.ns), bytes).await;
         }
         // Socket ids are rooms no gateway subscribes to: their owner gets
         // the emit directly, once per gateway.
@@ -311,19 +312,62 @@ impl Operators {
                     owners.insert(socket.gateway());
                 }
                 Err(_) => {
-                    bus.publish(subjects.room(&self.ns, room), bytes.clone())
-                        .await?
+                    copies
+                        .publish(subjects.room(&self.ns, room), bytes.clone())
+                        .await?;
                 }
             }
         }
         if !owners.is_empty() {
             let command: Bytes = envelope::encode(&Command::Broadcast(emit))?.into();
             for gateway in owners {
-                bus.publish(subjects.emits_to(gateway), command.clone())
+                copies
+                    .publish(subjects.emits_to(gateway), command.clone())
                     .await?;
             }
         }
         Ok(())
+    }
+}
+
+/// How long an emit waits for the bus to take it, and for the stream that
+/// keeps emits (with connection state recovery over NATS) to store it: an
+/// emit a server restart would drop is sent again meanwhile.
+const EMIT_WITHIN: Duration = Duration::from_secs(10);
+
+/// The copies of one emit, one per subject, each published in turn and
+/// stored (where a stream keeps emits) before the next: the stream holds
+/// a handler's emits in the order it made them, and a copy sent again
+/// is known by its own id. A volatile emit may be lost: it is published
+/// once, without waiting for the store.
+pub(crate) struct Copies<'a> {
+    emitter: &'a Emitter,
+    id: EmitId,
+    kept: bool,
+    sent: usize,
+}
+
+impl<'a> Copies<'a> {
+    pub(crate) fn new(emitter: &'a Emitter, id: EmitId, kept: bool) -> Self {
+        Self {
+            emitter,
+            id,
+            kept,
+            sent: 0,
+        }
+    }
+
+    pub(crate) async fn publish(&mut self, subject: String, bytes: Bytes) -> Result<(), Error> {
+        if !self.kept {
+            return Ok(self.emitter.bus.publish(subject, bytes).await?);
+        }
+        let keep = Keep {
+            stream: self.emitter.subjects.emits_stream(),
+            id: format!("{:032x}.{}", self.id.0, self.sent),
+            within: EMIT_WITHIN,
+        };
+        self.sent += 1;
+        Ok(self.emitter.bus.publish_kept(subject, bytes, keep).await?)
     }
 }
 

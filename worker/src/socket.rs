@@ -14,7 +14,7 @@ use sio_protocol::socketio;
 
 use crate::Error;
 use crate::args::{self, RawArgs};
-use crate::emitter::{Emitter, Operators, with_auth};
+use crate::emitter::{Copies, Emitter, Operators, with_auth};
 
 /// A client's socket in one namespace, as a handler sees it. Cheap to
 /// clone; it can be kept and used after the handler returned.
@@ -178,20 +178,16 @@ impl Socket {
 
     /// Emits to this client only.
     pub async fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) -> Result<(), Error> {
+        let id = EmitId::random()?;
         let command = Command::Socket {
             socket: self.id(),
             action: SocketCommand::Emit {
-                id: EmitId::random()?,
+                id,
                 volatile: false,
                 packet: args::event_packet(self.ns(), event, args)?,
             },
         };
-        let subject = self.emitter().subjects.emits_to(self.gateway());
-        Ok(self
-            .emitter()
-            .bus
-            .publish(subject, envelope::encode(&command)?.into())
-            .await?)
+        self.emit_command(id, &command).await
     }
 
     /// Emits arguments received untouched (see [`crate::Namespace::on_raw`]).
@@ -199,20 +195,25 @@ impl Socket {
         let data = args.event_data(event)?;
         let attachments = (!args.attachments.is_empty()).then(|| args.attachments.clone());
         let event = socketio::Event::from_data(data.into(), attachments)?;
+        let id = EmitId::random()?;
         let command = Command::Socket {
             socket: self.id(),
             action: SocketCommand::Emit {
-                id: EmitId::random()?,
+                id,
                 volatile: false,
                 packet: args::encode(self.ns(), event)?,
             },
         };
+        self.emit_command(id, &command).await
+    }
+
+    /// Sends `socket.emit`'s command to the gateway holding the socket.
+    async fn emit_command(&self, id: EmitId, command: &Command) -> Result<(), Error> {
         let subject = self.emitter().subjects.emits_to(self.gateway());
-        Ok(self
-            .emitter()
-            .bus
-            .publish(subject, envelope::encode(&command)?.into())
-            .await?)
+        let bytes = envelope::encode(command)?.into();
+        Copies::new(self.emitter(), id, true)
+            .publish(subject, bytes)
+            .await
     }
 
     /// Answers the acknowledgement with arguments received untouched.
