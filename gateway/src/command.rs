@@ -67,9 +67,10 @@ pub(crate) async fn serve(node: Weak<Node>, mut sub: sio_bus::Subscription, poll
         // then waits runs on its own.
         let inherited = poll.is_none();
         if inherited && !held_here(&node, &command) {
-            // The one question about a dead gateway's sockets everybody
-            // may answer: it is gone (the asker recovers from its record).
-            if let Command::Recover { .. } = command {
+            // The questions about a dead gateway's sockets everybody may
+            // answer: it is gone (the asker recovers from its record, or
+            // serves its subjects).
+            if let Command::Recover { .. } | Command::Lives { .. } = command {
                 answer(&node, message.reply, CommandReply::Departed).await;
             }
             continue;
@@ -128,7 +129,7 @@ fn held_here(node: &Node, command: &Command) -> bool {
         Command::Broadcast(_) | Command::Poll { .. } | Command::Probe { .. } => true,
         Command::HandOver { .. } | Command::Release { .. } => true,
         Command::Recover { pid, .. } | Command::Recovered { pid, .. } => recover::holds(node, pid),
-        Command::Probed { .. } | Command::Unprobe { .. } => false,
+        Command::Probed { .. } | Command::Unprobe { .. } | Command::Lives { .. } => false,
     }
 }
 
@@ -165,11 +166,17 @@ fn apply(node: &Arc<Node>, command: Command, message: &Message, poll: Option<Pol
             return Applied::Inline(Box::pin(handover::release(node.clone(), sid)));
         }
         Command::Recover { pid, ns, to } => {
+            // The asker goes on there itself: if that gateway is dead, it
+            // knows whose record to look for.
             if let Some(there) = recover::elsewhere(node, &pid) {
-                forward(node, there, message);
-                return Applied::Forwarded;
+                return Applied::Reply(CommandReply::Moved(there));
             }
             return Applied::Reply(recover::give(node, pid, &ns, to));
+        }
+        Command::Lives { socket, pid, at } => {
+            node.registry.moved_on(socket, at);
+            recover::moved(node, pid, at);
+            return Applied::Reply(CommandReply::Done);
         }
         Command::Recovered { pid, after } => {
             if let Some(there) = recover::elsewhere(node, &pid) {

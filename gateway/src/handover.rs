@@ -11,8 +11,9 @@
 //!    pending GET with a noop, as for a local upgrade.
 //! 3. On the client's `5`, B asks `HandOver`. A refuses polling from now
 //!    on, waits until the sockets' connects are decided, and answers
-//!    `Moving` (handshake; sockets with auth, data, rooms); it notes the
-//!    emits it queues for them from then on.
+//!    `Moving` (handshake; sockets with auth, data, rooms, and with
+//!    connection state recovery their pids); it notes the emits it queues
+//!    for them from then on.
 //! 4. B creates the session and its sockets, holding what reaches them
 //!    (with emit ids), subscribes to their rooms and namespaces, and asks
 //!    `Release`. A (in its `P.gw` loop, so that no command for the sockets
@@ -20,7 +21,8 @@
 //!    until its own subscriptions hear them back: every emit the bus
 //!    routed to A before B subscribed has then been queued by A. A lets
 //!    the sockets go without a disconnect, answers `Released` (what it
-//!    queued meanwhile, the ids of the emits in it, each socket's state)
+//!    queued meanwhile, the ids of the emits in it, each socket's state
+//!    and where its recovery log stands, so it stays recoverable at B)
 //!    and forwards later `P.gw` commands for the sockets to B, which sends
 //!    A's frames, then what it held but A's emits, then serves the
 //!    websocket.
@@ -54,10 +56,11 @@ use crate::delivery::CATCH_UP;
 use crate::fault::Fault;
 use crate::node::Node;
 use crate::outbox::{Frame, Outbox};
+use crate::recovery::{Bounds, Log};
 use crate::session::{Session, Upgrade};
 use crate::socket::Socket;
 use crate::transport::websocket;
-use crate::{delivery, event};
+use crate::{delivery, event, recover};
 
 /// Most of what an owner hands over queued in one reply (under NATS's
 /// default max_payload); past it, it keeps the session.
@@ -181,6 +184,13 @@ pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
     }
     let frames = reader.take();
     drop(reader);
+    // Out of its rooms now: its log is final, taken queue included.
+    for (state, socket) in states.iter_mut().zip(&sockets) {
+        state.recovery = socket.moving_recovery();
+        if let Some(pid) = socket.pid {
+            recover::moved(&node, pid, to);
+        }
+    }
     session.close(Fault::HandedOver);
     let frames = frames
         .into_iter()
@@ -273,6 +283,7 @@ async fn adopt(node: &Arc<Node>, sid: Sid, address: Option<Slot>) -> Option<Arc<
     for id in &released.delivered {
         node.registry.first_sight(*id);
     }
+    let delivered: HashSet<_> = released.delivered.iter().copied().collect();
     // What a worker changed meanwhile, and what the owner still does.
     for now in &released.sockets {
         let Some(socket) = sockets.iter().find(|s| s.id == now.id) else {
@@ -283,6 +294,8 @@ async fn adopt(node: &Arc<Node>, sid: Sid, address: Option<Slot>) -> Option<Arc<
         } else if now.busy {
             give_up_later(node, socket);
         }
+        socket.resume(now.recovery.as_ref(), &delivered);
+        recover::arrived(node, socket);
         socket.set_data(now.state.data.clone());
         let gone: Vec<String> = socket
             .rooms()
@@ -297,7 +310,6 @@ async fn adopt(node: &Arc<Node>, sid: Sid, address: Option<Slot>) -> Option<Arc<
         QueuedFrame::Binary(data) => Some(Frame::Binary(data)),
     });
     node.send(&client.session, frames.collect::<Vec<_>>());
-    let delivered: HashSet<_> = released.delivered.into_iter().collect();
     for socket in &sockets {
         node.send(&client.session, socket.release(&delivered));
         // Commands for it apply from now on, on top of this.
@@ -313,6 +325,7 @@ async fn adopt(node: &Arc<Node>, sid: Sid, address: Option<Slot>) -> Option<Arc<
 /// first gateway did, or still serves it).
 fn forget(node: &Node, client: &Client, socket: &Arc<Socket>) {
     node.registry.arrived(socket);
+    node.unrecord(socket);
     if client.remove(socket) && socket.leave() {
         node.registry.remove_socket(&socket.id);
         node.registry.unindex(socket);
@@ -375,6 +388,12 @@ fn create(
                 true,
             )
             .ok()?;
+            // Recoverable here too; its log begins whole, and where its
+            // client stands comes with the release.
+            let socket = match (&moved.recovery, c.connection_state_recovery) {
+                (Some(r), true) => socket.recoverable(r.pid, Log::new(Bounds::of(c), true)),
+                _ => socket,
+            };
             socket.set_data(moved.state.data.clone());
             // One socket per namespace, or none at all (only a forged
             // hand-over has two).

@@ -9,7 +9,8 @@
 //! ends, each once ([`crate::presence`]).
 //!
 //! A second bucket, `<prefix>_parked`, says which gateway keeps a parked
-//! socket, by pid (each value lives the recovery window and a minute):
+//! socket, or one that came to it live (a hand-over, a recovery), by pid
+//! (each value lives the recovery window and a minute):
 //! a client that comes back to a gateway that knows nothing of its pid
 //! (its socket moved through gateways that have since restarted) is
 //! recovered from there.
@@ -167,8 +168,8 @@ impl Durable {
         let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
     }
 
-    /// Notes that this gateway keeps the parked socket `pid` names; false
-    /// if it had to be dropped.
+    /// Notes that this gateway keeps the socket `pid` names (parked here,
+    /// or come here live from another); false if it had to be dropped.
     pub(crate) fn parked(&self, gateway: GatewayId, pid: Pid) -> bool {
         let value = Bytes::copy_from_slice(gateway.as_bytes());
         self.send(&self.parked, pid.to_string(), Some(value))

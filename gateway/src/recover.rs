@@ -103,7 +103,7 @@ pub(crate) async fn restore(
                 return match fetch(node, client, fresh, recovery, owner).await {
                     Fetched::Done(restored) => restored,
                     // Its gateway is gone (a crash): from its record.
-                    Fetched::Gone => revive(node, client, fresh, recovery, owner).await,
+                    Fetched::Gone(host) => revive(node, client, fresh, recovery, host).await,
                 };
             }
             outcome(node, "unknown");
@@ -169,10 +169,13 @@ fn outcome(node: &Node, outcome: &'static str) {
 /// What asking another gateway for a socket came to.
 enum Fetched {
     Done(Option<(Arc<Socket>, Catch)>),
-    /// That gateway is gone: nobody listens for it, or an heir of its
-    /// subject says so.
-    Gone,
+    /// The gateway that held it is gone: nobody listens for it, or an
+    /// heir of its subject says so.
+    Gone(GatewayId),
 }
+
+/// How many times a recovery follows a socket that moved on.
+const HOPS: usize = 4;
 
 /// The new gateway's side: recovers a socket `owner` parked (see the
 /// module's doc).
@@ -183,20 +186,29 @@ async fn fetch(
     recovery: Recovery,
     owner: GatewayId,
 ) -> Fetched {
-    let (pid, ns, to) = (recovery.pid, fresh.ns.clone(), node.id);
-    tracing::debug!(%pid, %owner, "recover: step 1");
-    let asked = request(node, owner, &Command::Recover { pid, ns, to }).await;
-    let (mut moving, owner) = match asked {
-        Ok(CommandReply::Recovering { socket, keeper }) => (socket, keeper),
-        Ok(CommandReply::Departed) | Err(Unanswered::Nobody) if node.durable.get().is_some() => {
-            return Fetched::Gone;
-        }
-        _ => {
-            outcome(node, "unknown");
-            return Fetched::Done(None);
-        }
-    };
-    Fetched::Done(fetched(node, client, fresh, recovery, &mut moving, owner).await)
+    let (pid, to) = (recovery.pid, node.id);
+    let mut owner = owner;
+    for _ in 0..HOPS {
+        tracing::debug!(%pid, %owner, "recover: step 1");
+        let ns = fresh.ns.clone();
+        let asked = request(node, owner, &Command::Recover { pid, ns, to }).await;
+        let (mut moving, keeper) = match asked {
+            Ok(CommandReply::Recovering { socket, keeper }) => (socket, keeper),
+            Ok(CommandReply::Moved(there)) if there != node.id => {
+                owner = there;
+                continue;
+            }
+            Ok(CommandReply::Departed) | Err(Unanswered::Nobody)
+                if node.durable.get().is_some() =>
+            {
+                return Fetched::Gone(owner);
+            }
+            _ => break,
+        };
+        return Fetched::Done(fetched(node, client, fresh, recovery, &mut moving, keeper).await);
+    }
+    outcome(node, "unknown");
+    Fetched::Done(None)
 }
 
 /// The rest of [`fetch`], once the owner (`owner` now: the gateway that
@@ -252,6 +264,10 @@ async fn fetched(
     // It lives here again, if it had gone elsewhere from here.
     parked(node).unmove(&pid);
     node.registry.back(&socket.id);
+    arrived(node, &socket);
+    if ![owner, node.id].contains(&socket.id.gateway()) {
+        tell_origin(node, &socket, pid).await;
+    }
     // Kept here too: the client may lose this connection as well.
     let mut older = Log::after_offset(Bounds::of(&node.config), recovery.offset);
     // What the owner kept, the client had or gets now: not again.
@@ -365,13 +381,22 @@ async fn revive(
     // Reachable and subscribed before the stream is read: what is emitted
     // to it from now on is held here. What is addressed to its id goes to
     // the dead gateways' subjects, which this one serves from now on.
+    // The gateway its id names, if it lives, sends what comes for it
+    // here from now on instead.
     node.registry.add_socket(socket.clone());
-    for gone in [host, socket.id.gateway()] {
+    let origin = socket.id.gateway();
+    let told =
+        origin != host && origin != node.id && tell_origin(node, &socket, recovery.pid).await;
+    for gone in [host, origin] {
+        if gone == node.id || (gone == origin && told) {
+            continue;
+        }
         node.registry.took_from(gone);
-        if let (true, Some(inherit)) = (gone != node.id, node.inherit.get()) {
+        if let Some(inherit) = node.inherit.get() {
             inherit(node.clone(), gone).await;
         }
     }
+    arrived(node, &socket);
     delivery::join(node, &socket, &record.socket.rooms).await;
     let window = ms(node.config.max_disconnection_duration);
     let since = match recovery.offset {
@@ -404,6 +429,38 @@ async fn revive(
     outcome(node, "recovered");
     tracing::debug!(pid = %recovery.pid, %host, missed = missed.len(), "recover: from JetStream");
     Some((socket, catch))
+}
+
+/// Tells the gateway `socket`'s id names that it lives here now (its
+/// forwards went to a gateway that died, or that let it go); false if
+/// that gateway did not answer.
+async fn tell_origin(node: &Node, socket: &Socket, pid: Pid) -> bool {
+    let at = node.id;
+    let told = Command::Lives {
+        socket: socket.id,
+        pid,
+        at,
+    };
+    matches!(
+        request(node, socket.id.gateway(), &told).await,
+        Ok(CommandReply::Done)
+    )
+}
+
+/// Notes in JetStream that this gateway holds the socket now (it came
+/// here live, by a hand-over or a recovery), for a client whose next
+/// gateway knows nothing of it.
+pub(crate) fn arrived(node: &Node, socket: &Socket) {
+    if let (Some(pid), Some(durable)) = (socket.pid, node.durable.get()) {
+        if !durable.parked(node.id, pid) {
+            node.metrics.drop("record_overflow");
+        }
+    }
+}
+
+/// The socket `pid` names went from here to `to`.
+pub(crate) fn moved(node: &Node, pid: Pid, to: GatewayId) {
+    parked(node).moved(pid, to);
 }
 
 /// Where a recovery's command for `pid` goes on to, unless this gateway

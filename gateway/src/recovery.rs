@@ -11,7 +11,7 @@
 //! rooms, keeping what reaches it; its workers hear of the disconnect only
 //! when the window ends without its client.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -271,6 +271,32 @@ impl Log {
         Ok((missed, self))
     }
 
+    /// Where a client that got all it was sent stands: `Some(None)`
+    /// before its first entry; `None` if it cannot be recovered (an entry
+    /// is missing, or what it had is unknown).
+    pub(crate) fn last(&self) -> Option<Option<Offset>> {
+        if self.broken {
+            return None;
+        }
+        match (self.entries.back(), self.start) {
+            (Some(entry), _) => Some(Some(entry.id.offset())),
+            (None, Start::Whole) => Some(None),
+            (None, Start::After(offset)) => Some(Some(offset)),
+            (None, Start::Unknown) => None,
+        }
+    }
+
+    /// A log begun whole on the gateway a socket was handed over to, once
+    /// its first gateway said where the client's packets stand (`last`):
+    /// what that gateway `delivered` goes, the rest follows `last`.
+    pub(crate) fn resume(&mut self, last: Option<Offset>, delivered: &HashSet<EmitId>) {
+        self.entries.retain(|e| !delivered.contains(&e.id));
+        self.bytes = self.entries.iter().map(|e| e.size).sum();
+        if let (Start::Whole, Some(offset)) = (self.start, last) {
+            self.start = Start::After(offset);
+        }
+    }
+
     /// The ids of the entries it keeps.
     pub(crate) fn ids(&self) -> Vec<EmitId> {
         self.entries.iter().map(|e| e.id).collect()
@@ -282,7 +308,7 @@ impl Log {
         if newer.broken {
             self.push(Keep::Over);
         }
-        let ours: std::collections::HashSet<EmitId> = self.entries.iter().map(|e| e.id).collect();
+        let ours: HashSet<EmitId> = self.entries.iter().map(|e| e.id).collect();
         for entry in newer.entries.iter().filter(|e| !ours.contains(&e.id)) {
             self.push(Keep::Entry(entry));
         }

@@ -230,6 +230,12 @@ impl Registry {
         lock(&self.owners).iter().copied().collect()
     }
 
+    /// A socket that moved from here lives on `to` now (it moved on from
+    /// where it went).
+    pub(crate) fn moved_on(&self, socket: SocketId, to: GatewayId) {
+        lock(&self.moved).insert_id(socket, to);
+    }
+
     /// Where a socket that was handed over lives now.
     pub(crate) fn moved_to(&self, socket: &SocketId) -> Option<GatewayId> {
         lock(&self.moved).to.get(socket).map(|(to, _)| *to)
@@ -347,12 +353,22 @@ struct Moved {
 
 impl Moved {
     fn insert(&mut self, socket: &Arc<Socket>, to: GatewayId) {
-        if self
+        self.put(socket.id, (to, Arc::downgrade(socket)));
+    }
+
+    /// The socket here, if it waits for an answer, stays.
+    fn insert_id(&mut self, socket: SocketId, to: GatewayId) {
+        let here = self
             .to
-            .insert(socket.id, (to, Arc::downgrade(socket)))
-            .is_none()
-        {
-            self.order.push_back(socket.id);
+            .get(&socket)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        self.put(socket, (to, here));
+    }
+
+    fn put(&mut self, socket: SocketId, moved: (GatewayId, Weak<Socket>)) {
+        if self.to.insert(socket, moved).is_none() {
+            self.order.push_back(socket);
         }
         if self.order.len() > MOVED_SOCKETS {
             if let Some(old) = self.order.pop_front() {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use sio_protocol::envelope::{
     self, AckReply, Delivery, DisconnectReason, EmitId, EncodedContext, EncodedHandshake,
-    MovingSocket, SocketContext, SocketState,
+    MovingRecovery, MovingSocket, SocketContext, SocketState,
 };
 use sio_protocol::id::{GatewayId, SocketId};
 use sio_protocol::socketio::recovery::{Offset, Pid};
@@ -469,7 +469,26 @@ impl Socket {
             state,
             next_ack: self.next_ack.load(Ordering::Relaxed),
             busy: !self.is_idle(),
+            recovery: self.moving_recovery(),
         })
+    }
+
+    /// Its pid and where its log stands, if it is recoverable.
+    pub(crate) fn moving_recovery(&self) -> Option<MovingRecovery> {
+        let pid = self.pid?;
+        let last = self.inner().log.as_ref()?.last()?;
+        Some(MovingRecovery { pid, last })
+    }
+
+    /// Handed over here: its log goes on from where its first gateway
+    /// left it (`recovery`), without what that gateway `delivered`; not
+    /// recoverable if it was not there.
+    pub(crate) fn resume(&self, recovery: Option<&MovingRecovery>, delivered: &HashSet<EmitId>) {
+        let mut inner = self.inner();
+        match (recovery, inner.log.as_mut()) {
+            (Some(recovery), Some(log)) => log.resume(recovery.last, delivered),
+            _ => inner.log = None,
+        }
     }
 
     /// It lives on `to` from now on.

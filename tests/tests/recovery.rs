@@ -434,6 +434,58 @@ async fn a_nats_restart_loses_nothing() {
     assert!(replayed > 0, "nothing was replayed");
 }
 
+/// Sockets handed over by a websocket upgrade stay recoverable: clients
+/// poll gateways A and C through a round-robin proxy and open their
+/// websockets on gateway B, which takes each session over. Under a steady
+/// stream of emits to their room and to each by id, each client's
+/// connection drops (recovered from where B parked it, then handed over
+/// to B again), then B is killed with kill -9: every client is recovered
+/// on A or C from its record and the emits JetStream kept, missing
+/// nothing, and the workers never hear a disconnect
+/// (`tests/js-recovery/handover.test.js`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_over_sockets_recover_after_their_gateway_dies() {
+    let _alone = SOLO.write().await;
+    const CLIENTS: u32 = 6;
+    let nats = NatsServer::start().unwrap();
+    let (addrs, mut gateways) = recovering_processes(&nats, 3).await;
+    let (a, b, c) = (addrs[0], addrs[1], addrs[2]);
+    let proxy = Proxy::start(vec![a, c]).await;
+    let url = format!("http://{}", proxy.addr);
+    let port = [("SIO_WS_PORT", b.port().to_string())];
+    let shape = (CLIENTS, 1000);
+    let steady = Steady::start_with(&nats, &url, ("handover", true), shape, &port).await;
+    let gauge = async |addr, name: &str| metrics(addr).await.get(name).unwrap_or(0);
+    let recovered = "sio_gateway_recoveries_total{outcome=\"recovered\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // Every client dropped once and recovered from B, and on B again.
+    loop {
+        let back = gauge(a, recovered).await + gauge(c, recovered).await;
+        let on_b = gauge(b, "sio_gateway_sessions").await;
+        if back >= u64::from(CLIENTS) && on_b == u64::from(CLIENTS) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recovered {back}, on B {on_b}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let taken = gauge(b, "sio_gateway_sessions_taken_over_total").await;
+    assert!(
+        taken >= u64::from(2 * CLIENTS),
+        "B took {taken} sessions over"
+    );
+    gateways[1].child.kill().unwrap();
+    gateways[1].child.wait().unwrap();
+    steady.finish().await;
+    let back = gauge(a, recovered).await + gauge(c, recovered).await;
+    assert_eq!(back, u64::from(2 * CLIENTS), "each client twice");
+    for addr in [a, c] {
+        assert_eq!(gauge(addr, "sio_gateway_recoverable_sockets").await, 0);
+    }
+}
+
 /// `n` gateway processes on `nats` with connection state recovery,
 /// ready, and where they listen.
 async fn recovering_processes(nats: &NatsServer, n: usize) -> (Vec<SocketAddr>, Vec<Process>) {
@@ -483,17 +535,29 @@ impl Steady {
         clients: u32,
         count: u32,
     ) -> Self {
+        Self::start_with(nats, url, (suite, ids), (clients, count), &[]).await
+    }
+
+    /// [`Steady::start`], with more for the suite's environment.
+    async fn start_with(
+        nats: &NatsServer,
+        url: &str,
+        (suite, ids): (&str, bool),
+        (clients, count): (u32, u32),
+        more: &[(&'static str, String)],
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let bus = connect(nats).await;
         let running = worker(seen.clone()).start(bus.clone()).await.unwrap();
         let suite = tokio::spawn({
             let (url, file) = (url.to_owned(), format!("tests/js-recovery/{suite}.test.js"));
+            let mut env = vec![
+                ("SIO_COUNT", count.to_string()),
+                ("SIO_CLIENTS", clients.to_string()),
+            ];
+            env.extend_from_slice(more);
             async move {
-                let (count, clients) = (count.to_string(), clients.to_string());
-                let env = [
-                    ("SIO_COUNT", count.as_str()),
-                    ("SIO_CLIENTS", clients.as_str()),
-                ];
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 node_suite(&file, &url, &env).await;
             }
         });

@@ -399,6 +399,15 @@ pub enum Command {
     /// (no disconnect for the workers) and forwards `P.gw` commands for
     /// its sockets to `to`.
     Release { sid: crate::id::Sid },
+    /// To the gateway a socket was made on (its id names it): the socket
+    /// lives on `at` now, where its client recovered it after the gateway
+    /// it had moved to died; what comes for it goes there. Answered
+    /// [`CommandReply::Done`].
+    Lives {
+        socket: SocketId,
+        pid: crate::id::Pid,
+        at: GatewayId,
+    },
 }
 
 /// A session on its way to another gateway: what it needs to serve it.
@@ -422,6 +431,19 @@ pub struct MovingSocket {
     /// Its events are still being handled at the owner: the new gateway
     /// holds the next ones until [`SocketCommand::Settled`].
     pub busy: bool,
+    /// With connection state recovery, and recoverable: how its client
+    /// knows it and where its log stands, so that it stays recoverable
+    /// where it goes.
+    pub recovery: Option<MovingRecovery>,
+}
+
+/// A recoverable socket on its way to another gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovingRecovery {
+    pub pid: crate::id::Pid,
+    /// The last packet it was sent that a client gets again (`None`:
+    /// none since it connected), as of the message that carries this.
+    pub last: Option<crate::socketio::recovery::Offset>,
 }
 
 /// The end of a hand-over: what the owner queued for the client since
@@ -519,6 +541,9 @@ pub enum CommandReply {
     /// The gateway asked is gone; an heir of its subject, which does not
     /// keep the socket, says so ([`Command::Recover`]).
     Departed,
+    /// The socket went from here to that gateway (a hand-over, or a
+    /// recovery there): ask it ([`Command::Recover`]).
+    Moved(GatewayId),
 }
 
 /// The end of a recovery on another gateway: the emits the owner kept for
@@ -836,6 +861,11 @@ mod tests {
                 to: id.gateway()
             },
             Command::Release { sid },
+            Command::Lives {
+                socket: id,
+                pid: crate::id::Pid::from_parts(id.gateway(), [3; 16]),
+                at: id.gateway()
+            },
             Command::Recover {
                 pid: crate::id::Pid::from_parts(id.gateway(), [3; 16]),
                 ns: "/".into(),
@@ -851,10 +881,12 @@ mod tests {
                     ns: "/".into(),
                     state: SocketState::default(),
                     next_ack: 0,
-                    busy: false
+                    busy: false,
+                    recovery: None
                 },
                 keeper: id.gateway()
             },
+            CommandReply::Moved(id.gateway()),
             CommandReply::Missed(Missed {
                 emits: vec![MissedEmit {
                     id: EmitId(10),
@@ -876,7 +908,11 @@ mod tests {
                         recovered: true
                     },
                     next_ack: 3,
-                    busy: true
+                    busy: true,
+                    recovery: Some(MovingRecovery {
+                        pid: crate::id::Pid::from_parts(id.gateway(), [3; 16]),
+                        last: Some(EmitId(9).offset())
+                    })
                 }]
             }),
             CommandReply::Released(Released {
