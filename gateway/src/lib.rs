@@ -98,11 +98,21 @@ impl Gateway {
         let address = config.listen.to_string();
         let node = Arc::new(node::Node::new(config, bus, id, subjects));
         let errors = node.metrics.bus_errors.clone();
-        if let Some(durable) = records::Durable::open(&node.bus, &node.config, errors).await? {
-            let _ = node.durable.set(durable);
+        if node.config.connection_state_recovery {
+            // Recovery over NATS needs JetStream: no start without it.
+            if let Some(records) = records::Records::open(&node.bus, &node.config, errors).await? {
+                let durable = records::Durable::open(&node.bus, &node.config, &records).await?;
+                let _ = node.records.set(records);
+                if let Some(durable) = durable {
+                    let _ = node.durable.set(durable);
+                    tokio::spawn(history::watch(Arc::downgrade(&node)));
+                }
+                let heartbeats = node.bus.subscribe(node.subjects.heartbeat()).await?;
+                tokio::spawn(presence::watch(Arc::downgrade(&node), heartbeats));
+            }
+        } else {
             let heartbeats = node.bus.subscribe(node.subjects.heartbeat()).await?;
-            tokio::spawn(presence::watch(Arc::downgrade(&node), heartbeats));
-            tokio::spawn(history::watch(Arc::downgrade(&node)));
+            tokio::spawn(presence::keep_records(Arc::downgrade(&node), heartbeats));
         }
         let _ = node.inherit.set(command::serve_gone);
         let weak = Arc::downgrade(&node);
@@ -189,8 +199,8 @@ impl Gateway {
         }
         // What nobody came for goes with this process: its workers hear so.
         recover::release_all(node);
-        if let Some(durable) = node.durable.get() {
-            durable.flush().await;
+        if let Some(records) = node.records.get() {
+            records.flush().await;
         }
         // What was published last (replies, disconnects) leaves with it.
         let _ = tokio::time::timeout(delivery::CATCH_UP, node.bus.flush()).await;

@@ -53,8 +53,11 @@ pub(crate) struct Node {
     /// Commands to other gateways (subject, reply subject, payload),
     /// published in the order they are made.
     commands: tokio::sync::mpsc::Sender<(String, Option<String>, Bytes)>,
-    /// The sockets' records in JetStream, with connection state recovery
-    /// over NATS (set once, at start).
+    /// The sockets' records in JetStream, over NATS (set once, at start;
+    /// without recovery, once JetStream answers).
+    pub(crate) records: std::sync::OnceLock<crate::records::Records>,
+    /// The rest of what connection state recovery over NATS keeps there
+    /// (set once, at start).
     pub(crate) durable: std::sync::OnceLock<crate::records::Durable>,
     /// Starts serving the subjects of a gateway that is gone (the command
     /// loop's, handed in by `lib.rs` so that a recovery need not reach
@@ -119,6 +122,7 @@ impl Node {
             subjects,
             memory,
             parked: Mutex::default(),
+            records: std::sync::OnceLock::new(),
             durable: std::sync::OnceLock::new(),
             inherit: std::sync::OnceLock::new(),
             metrics,
@@ -461,7 +465,7 @@ impl Node {
 
     /// Writes a socket's record as it is now (see [`crate::records`]).
     pub(crate) fn record(&self, socket: &Socket) {
-        let kept = self.durable.get().is_none_or(|d| d.keep(self.id, socket));
+        let kept = self.records.get().is_none_or(|r| r.keep(self.id, socket));
         if !kept {
             self.metrics.drop("record_overflow");
         }
@@ -469,7 +473,7 @@ impl Node {
 
     /// Removes the record of a socket that left (or lives elsewhere now).
     pub(crate) fn unrecord(&self, socket: &Socket) {
-        let kept = self.durable.get().is_none_or(|d| d.forget(self.id, socket));
+        let kept = self.records.get().is_none_or(|r| r.forget(self.id, socket));
         if !kept {
             self.metrics.drop("record_overflow");
         }

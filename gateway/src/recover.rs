@@ -338,9 +338,9 @@ async fn revive(
     recovery: Recovery,
     host: GatewayId,
 ) -> Option<(Arc<Socket>, Catch)> {
-    let durable = node.durable.get()?;
+    let (durable, kv) = (node.durable.get()?, &node.records.get()?.kv);
     let key = records::key(host, recovery.pid);
-    let got = tokio::time::timeout(Duration::from_secs(1), durable.kv.get(key.clone())).await;
+    let got = tokio::time::timeout(Duration::from_secs(1), kv.get(key.clone())).await;
     let Ok(Ok(Some(entry))) = got else {
         outcome(node, "unknown");
         return None;
@@ -350,7 +350,7 @@ async fn revive(
         outcome(node, "unknown");
         return None;
     };
-    let claimed = durable.kv.claim(key.clone(), Bytes::new(), entry.revision);
+    let claimed = kv.claim(key.clone(), Bytes::new(), entry.revision);
     if !matches!(claimed.await, Ok(true)) {
         outcome(node, "unknown");
         return None;
@@ -370,7 +370,7 @@ async fn revive(
         outcome(node, why);
         let subject = node.subjects.disconnect(&fresh.ns);
         node.publish(subject, entry.value.clone()).await;
-        let _ = durable.kv.delete(key.clone()).await;
+        let _ = kv.delete(key.clone()).await;
     };
     let Ok(socket) = socket else {
         gone("unrecoverable").await;
@@ -417,7 +417,7 @@ async fn revive(
         gone("behind").await;
         return None;
     };
-    let _ = durable.kv.delete(key.clone()).await;
+    let _ = kv.delete(key.clone()).await;
     let mut older = Log::after_offset(Bounds::of(&node.config), recovery.offset);
     let mut catch = Catch::default();
     for (id, framed) in &missed {

@@ -245,14 +245,33 @@ async fn stock_client_recovers_elsewhere(kind: BusKind) {
 /// published by one of the two survivors from its record in JetStream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_gateways_sockets_are_disconnected_once() {
+    killed_gateways_sockets_leave(true).await;
+}
+
+/// The same without recovery: once the survivors declare the gateway dead
+/// (three heartbeat intervals), each of its sockets gets exactly one
+/// disconnect at the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_recovery_a_killed_gateways_sockets_are_disconnected_once() {
+    killed_gateways_sockets_leave(false).await;
+}
+
+async fn killed_gateways_sockets_leave(recovery: bool) {
     let _turn = SOLO.read().await;
     let nats = NatsServer::start().unwrap();
     let addr = free_addr();
-    let window = ["--max-disconnection-duration", "3000"];
-    let mut victim = recovering_process(&nats, addr, &window);
+    let mut victim = match recovery {
+        true => recovering_process(&nats, addr, &["--max-disconnection-duration", "3000"]),
+        false => {
+            let mut args = gateway_args(&nats.url(), addr);
+            args.extend(["--heartbeat-interval".into(), "200".into()]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Process::start(env!("CARGO_BIN_EXE_gateway-process"), &args)
+        }
+    };
     ready(addr).await;
     let mut config = test_config();
-    config.connection_state_recovery = true;
+    config.connection_state_recovery = recovery;
     config.heartbeat_interval = 200;
     config.max_disconnection_duration = 3000;
     // The raw client on a survivor does not answer pings.
@@ -274,14 +293,16 @@ async fn a_killed_gateways_sockets_are_disconnected_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     victim.child.kill().unwrap();
     victim.child.wait().unwrap();
-    // Declared dead after three heartbeats; its clients may still come
-    // back within the window.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(
-        seen.lock().unwrap().left.len(),
-        0,
-        "disconnects before the window ended"
-    );
+    if recovery {
+        // Declared dead after three heartbeats; its clients may still come
+        // back within the window.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert_eq!(
+            seen.lock().unwrap().left.len(),
+            0,
+            "disconnects before the window ended"
+        );
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while seen.lock().unwrap().left.len() < clients.len() {
         assert!(
@@ -307,6 +328,53 @@ async fn a_killed_gateways_sockets_are_disconnected_once() {
     let (mb, mc) = (metrics(b.addr).await, metrics(c.addr).await);
     assert_eq!(reaped(&mb) + reaped(&mc), 50, "{}\n{}", mb.0, mc.0);
     running.shutdown().await;
+}
+
+/// A NATS restart is no gateway's death: with the server down for 2 s,
+/// every gateway stops hearing the others, but declares none dead while
+/// its own bus is away or just back, so no socket's record is reaped and
+/// the workers hear of no disconnect (with recovery, also once the window
+/// after the outage ended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_disconnects_nobody() {
+    let _turn = SOLO.read().await;
+    for recovery in [false, true] {
+        let mut nats = NatsServer::start().unwrap();
+        let mut config = test_config();
+        config.connection_state_recovery = recovery;
+        config.heartbeat_interval = 200;
+        config.max_disconnection_duration = 3000;
+        config.ping_interval = 25_000;
+        let a = TestGateway::start(config.clone(), connect(&nats).await).await;
+        let b = TestGateway::start(config, connect(&nats).await).await;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let running = worker(seen.clone())
+            .start(connect(&nats).await)
+            .await
+            .unwrap();
+        let mut clients = Vec::new();
+        for addr in [a.addr, b.addr].repeat(10) {
+            clients.push(Ws::joined(addr, "/").await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        nats.stop();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        nats.restart().unwrap();
+        // Past the window after the outage, and a reap's publish.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(seen.lock().unwrap().left.len(), 0, "recovery {recovery}");
+        for gateway in [&a, &b] {
+            let m = metrics(gateway.addr).await;
+            assert_eq!(
+                m.get("sio_gateway_sockets_reaped_total"),
+                Some(0),
+                "{}",
+                m.0
+            );
+            assert_eq!(m.get("sio_gateway_sessions"), Some(10), "{}", m.0);
+        }
+        running.shutdown().await;
+    }
 }
 
 /// Recovery across gateways needs JetStream: without it, a gateway asked
