@@ -270,19 +270,7 @@ async fn killed_gateways_sockets_leave(recovery: bool) {
         }
     };
     ready(addr).await;
-    let mut config = test_config();
-    config.connection_state_recovery = recovery;
-    config.heartbeat_interval = 200;
-    config.max_disconnection_duration = 3000;
-    // The raw client on a survivor does not answer pings.
-    config.ping_interval = 25_000;
-    let b = TestGateway::start(config.clone(), connect(&nats).await).await;
-    let c = TestGateway::start(config, connect(&nats).await).await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let running = worker(seen.clone())
-        .start(connect(&nats).await)
-        .await
-        .unwrap();
+    let (b, c, seen, running) = watching(&nats, recovery).await;
     let mut clients = Vec::new();
     for _ in 0..50 {
         clients.push(Ws::joined(addr, "/").await);
@@ -330,6 +318,34 @@ async fn killed_gateways_sockets_leave(recovery: bool) {
     running.shutdown().await;
 }
 
+/// Two in-process gateways on `nats` that watch others die (heartbeats
+/// every 200 ms, a 3 s window with recovery, and pings rare enough that a
+/// raw client, which does not answer them, stays), and the worker, with
+/// what it saw.
+async fn watching(
+    nats: &NatsServer,
+    recovery: bool,
+) -> (
+    TestGateway,
+    TestGateway,
+    Arc<Mutex<Seen>>,
+    sio_worker::Running,
+) {
+    let mut config = test_config();
+    config.connection_state_recovery = recovery;
+    config.heartbeat_interval = 200;
+    config.max_disconnection_duration = 3000;
+    config.ping_interval = 25_000;
+    let a = TestGateway::start(config.clone(), connect(nats).await).await;
+    let b = TestGateway::start(config, connect(nats).await).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let running = worker(seen.clone())
+        .start(connect(nats).await)
+        .await
+        .unwrap();
+    (a, b, seen, running)
+}
+
 /// A NATS restart is no gateway's death: with the server down for 2 s,
 /// every gateway stops hearing the others, but declares none dead while
 /// its own bus is away or just back, so no socket's record is reaped and
@@ -340,18 +356,7 @@ async fn a_nats_restart_disconnects_nobody() {
     let _turn = SOLO.read().await;
     for recovery in [false, true] {
         let mut nats = NatsServer::start().unwrap();
-        let mut config = test_config();
-        config.connection_state_recovery = recovery;
-        config.heartbeat_interval = 200;
-        config.max_disconnection_duration = 3000;
-        config.ping_interval = 25_000;
-        let a = TestGateway::start(config.clone(), connect(&nats).await).await;
-        let b = TestGateway::start(config, connect(&nats).await).await;
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let running = worker(seen.clone())
-            .start(connect(&nats).await)
-            .await
-            .unwrap();
+        let (a, b, seen, running) = watching(&nats, recovery).await;
         let mut clients = Vec::new();
         for addr in [a.addr, b.addr].repeat(10) {
             clients.push(Ws::joined(addr, "/").await);
