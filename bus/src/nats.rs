@@ -440,15 +440,22 @@ impl NatsBus {
     }
 
     /// Whether `stream` exists, as last heard (asked again every few
-    /// seconds; a question the server cannot answer now keeps the last
-    /// answer).
+    /// seconds, by one caller at a time; a question the server cannot
+    /// answer now keeps the last answer). Per emit: no allocation unless
+    /// it asks.
     async fn keeps(&self, stream: &str) -> bool {
         use async_nats::jetstream::context::{GetStreamErrorKind, RequestErrorKind};
         let now = tokio::time::Instant::now();
-        let known = self.kept.lock().clone().filter(|(name, ..)| name == stream);
-        if let Some((_, exists, _)) = known.as_ref().filter(|(.., until)| now < *until) {
-            return *exists;
-        }
+        let known = match self.kept.lock().as_mut() {
+            Some((name, exists, until)) if name == stream && now < *until => return *exists,
+            // This caller asks again; the others go on with the last
+            // answer meanwhile.
+            Some((name, exists, until)) if name == stream => {
+                *until = now + KEPT_RECHECK;
+                Some(*exists)
+            }
+            _ => None,
+        };
         let heard = match self.jetstream.get_stream(stream).await {
             Ok(_) => Some(true),
             Err(e) => match e.kind() {
@@ -466,7 +473,7 @@ impl NatsBus {
                 _ => Some(false),
             },
         };
-        let exists = heard.or(known.map(|(_, e, _)| e)).unwrap_or(false);
+        let exists = heard.or(known).unwrap_or(false);
         *self.kept.lock() = Some((stream.to_owned(), exists, now + KEPT_RECHECK));
         exists
     }

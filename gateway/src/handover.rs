@@ -179,13 +179,11 @@ pub(crate) async fn release(node: Arc<Node>, sid: Sid) -> CommandReply {
     // they are marked moved (so that one finishing later says so to `to`).
     let mut states: Vec<MovingSocket> = sockets.iter().filter_map(|s| s.moving()).collect();
     node.hand_off(&client, to);
-    for (state, socket) in states.iter_mut().zip(&sockets) {
-        state.busy = !socket.is_idle();
-    }
     let frames = reader.take();
     drop(reader);
-    // Out of its rooms now: its log is final, taken queue included.
+    // Out of its rooms, its queue taken: its recovery log is final too.
     for (state, socket) in states.iter_mut().zip(&sockets) {
+        state.busy = !socket.is_idle();
         state.recovery = socket.moving_recovery();
         if let Some(pid) = socket.pid {
             recover::moved(&node, pid, to);

@@ -98,6 +98,7 @@ impl Gateway {
         let address = config.listen.to_string();
         let node = Arc::new(node::Node::new(config, bus, id, subjects));
         let errors = node.metrics.bus_errors.clone();
+        let heartbeats = node.bus.subscribe(node.subjects.heartbeat()).await?;
         if node.config.connection_state_recovery {
             // Recovery over NATS needs JetStream: no start without it.
             if let Some(records) = records::Records::open(&node.bus, &node.config, errors).await? {
@@ -107,11 +108,9 @@ impl Gateway {
                     let _ = node.durable.set(durable);
                     tokio::spawn(history::watch(Arc::downgrade(&node)));
                 }
-                let heartbeats = node.bus.subscribe(node.subjects.heartbeat()).await?;
                 tokio::spawn(presence::watch(Arc::downgrade(&node), heartbeats));
             }
         } else {
-            let heartbeats = node.bus.subscribe(node.subjects.heartbeat()).await?;
             tokio::spawn(presence::keep_records(Arc::downgrade(&node), heartbeats));
         }
         let _ = node.inherit.set(command::serve_gone);

@@ -180,15 +180,13 @@ pub(crate) struct Durable {
 
 impl Durable {
     /// The parked sockets' bucket and the emits' stream, made if missing,
-    /// beside `records`; `None` unless connection state recovery is on.
+    /// beside `records` (with connection state recovery); `None` on the
+    /// in-process bus.
     pub(crate) async fn open(
         bus: &Arc<dyn Bus>,
         config: &Config,
         records: &Records,
     ) -> Result<Option<Self>, NoJetStream> {
-        if !config.connection_state_recovery {
-            return Ok(None);
-        }
         let prefix = config.prefix.replace('.', "_");
         let parked = KvConfig {
             bucket: format!("{prefix}_parked"),

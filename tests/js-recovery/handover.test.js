@@ -20,13 +20,15 @@ const COUNT = Number(process.env.SIO_COUNT);
 const CLIENTS = Number(process.env.SIO_CLIENTS);
 const WS_PORT = Number(process.env.SIO_WS_PORT);
 
-const upgraded = (c) => c.socket.io.engine?.transport?.name === "websocket";
+const onWebsocket = (socket) => socket.io.engine?.transport?.name === "websocket";
+const upgraded = (c) => onWebsocket(c.socket);
 
 test("handed-over sockets recover, from their gateway and after it is killed", { timeout: 120000 }, async () => {
-  const clients = await steadyClients(URL, CLIENTS, {
-    transportOptions: { websocket: { port: WS_PORT } },
-  });
-  await until(() => clients.every(upgraded), "every client upgraded (handed over to B)");
+  // Each joins once handed over to B, so that its join is not on its way
+  // while the session moves.
+  const opts = { transportOptions: { websocket: { port: WS_PORT } } };
+  const clients = await steadyClients(URL, CLIENTS, opts, (socket) =>
+    until(() => onWebsocket(socket), "the upgrade to B"));
   for (const c of clients) {
     const back = once(c.socket, "connect");
     await drop(c.socket);

@@ -81,10 +81,11 @@ async function assertRestored(socket, id) {
 
 // Clients in room "r" while the suite's Rust side emits `n` ("room",
 // 0…count-1) to it every 10 ms and takes gateways away under them.
-async function steadyClients(url, clients, opts = { transports: ["websocket"] }) {
+async function steadyClients(url, clients, opts = { transports: ["websocket"] }, before = async () => {}) {
   const all = [];
   for (let i = 0; i < clients; i++) {
     const socket = await open(url, opts);
+    await before(socket);
     const { got } = record(socket);
     let recovered = 0;
     socket.on("connect", () => { if (socket.recovered) recovered++; });
